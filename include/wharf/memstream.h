@@ -1,0 +1,76 @@
+/*
+ * wharf/memstream.h: memory object streams (AnyIO's
+ * create_memory_object_stream), the way tasks and plugins pass messages.
+ *
+ * A memory object stream has a send end and a receive end, each of which can
+ * be cloned. Items are `void *` (NULL included). Ends are safe to use from
+ * tasks on different workers: a send on one worker wakes a receiver on
+ * another. Semantics (each one a test):
+ *   - max_buffer 0 is a rendezvous: a send finishes only when a receiver takes
+ *     the item; N buffers N items; WHARF_UNBOUNDED never blocks a sender.
+ *   - items are received in FIFO order: buffered items, then blocked senders
+ *     in their arrival order.
+ *   - after the last send handle closes, buffered items are still delivered,
+ *     then WHARF_EOF forever.
+ *   - after the last receive handle closes, sends fail with WHARF_EBROKEN and
+ *     blocked senders are woken with it; buffered items are passed to
+ *     item_free (when given).
+ *   - an end is closed only when all of its clones are; close is idempotent.
+ *   - a cancelled blocked send withdraws its item; a cancelled receive never
+ *     loses an item.
+ */
+#ifndef WHARF_MEMSTREAM_H
+#define WHARF_MEMSTREAM_H
+
+#include <stddef.h>
+#include <limits.h>
+#include <wharf/stream.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WHARF_UNBOUNDED LONG_MAX
+
+/* Creates a stream buffering up to max_buffer items (0, N or WHARF_UNBOUNDED).
+ * item_free (may be NULL) disposes of items the stream still holds when the
+ * receive end closes. Returns 0; WHARF_EINVAL (negative max_buffer, NULL
+ * out-pointers); -ENOMEM. */
+int wharf_memstream_new(long max_buffer, void (*item_free)(void *item),
+                        struct wharf_stream **send_end,
+                        struct wharf_stream **receive_end);
+
+/* A memory *byte* stream: the same machinery, but wharf_send copies the bytes
+ * into one buffered chunk (max_chunks counts chunks; 0 is a rendezvous) and
+ * wharf_receive returns bytes from the oldest chunk, keeping what does not
+ * fit in max for the next receive. send_eof (or closing every send handle)
+ * gives the receiver WHARF_EOF after the buffered bytes. This is what a TLS
+ * stream or a buffered stream wraps in tests. Returns as wharf_memstream_new. */
+int wharf_memstream_bytes_new(long max_chunks, struct wharf_stream **send_end,
+                              struct wharf_stream **receive_end);
+
+/* An in-memory connection: two byte streams a and b, each stapled from one
+ * direction's send end and the other direction's receive end, so that what
+ * is sent on a is received on b and back. Use it to run a handler in a unit
+ * test without sockets. Returns 0, WHARF_EINVAL, -ENOMEM. */
+int wharf_memstream_pair(long max_chunks, struct wharf_stream **a,
+                         struct wharf_stream **b);
+
+struct wharf_memstream_stats {
+    size_t current_buffer_used;
+    long max_buffer_size;          /* WHARF_UNBOUNDED for unbounded */
+    size_t open_send_streams;      /* open send handles (clones included) */
+    size_t open_receive_streams;
+    size_t tasks_waiting_send;
+    size_t tasks_waiting_receive;
+};
+
+/* Fills st from either end (also after it is closed). Returns 0,
+ * WHARF_EINVAL (NULL), WHARF_ENOTSUP (not a memory object stream). */
+int wharf_memstream_statistics(struct wharf_stream *s,
+                               struct wharf_memstream_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WHARF_MEMSTREAM_H */

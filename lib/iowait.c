@@ -1,0 +1,72 @@
+/*
+ * iowait.c: a task waits for its descriptor. Each descriptor is registered
+ * once with the loop, edge-triggered and persistent, on the first wait; an
+ * edge wakes the task waiting for that direction. Callers try the I/O first
+ * and wait only after EAGAIN, so no edge can be missed (the loop, and thus
+ * the edge, only runs while the task is suspended).
+ * Not for: the streams themselves (socket.c, udp.c).
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "wharf-int.h"
+
+static void iowait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct iowait *w = arg;
+
+    (void)fd;
+    if ((what & EV_READ) && w->rd)
+        task_wake(w->rd);
+    if ((what & EV_WRITE) && w->wr)
+        task_wake(w->wr);
+}
+
+void iowait_init(struct iowait *w, int fd)
+{
+    memset(w, 0, sizeof(*w));
+    w->fd = fd;
+}
+
+int iowait_wait(struct iowait *w, short what)
+{
+    struct task *t = task_current();
+    struct task **slot;
+    int rc;
+
+    if (!t || w->fd < 0)
+        return WHARF_EINVAL;
+    if (!w->added) {
+        w->sched = t->sched;
+        if (event_assign(&w->ev, w->sched->base, w->fd,
+                         EV_READ | EV_WRITE | EV_ET | EV_PERSIST, iowait_cb, w) != 0 ||
+            event_add(&w->ev, NULL) != 0)
+            return -ENOMEM;
+        w->added = true;
+    } else if (w->sched != t->sched) {
+        return WHARF_EINVAL;    /* a descriptor belongs to one worker */
+    }
+    slot = (what & EV_READ) ? &w->rd : &w->wr;
+    if (*slot)
+        return WHARF_EBUSY;
+    *slot = t;
+    rc = task_block();
+    if (*slot == t)
+        *slot = NULL;
+    return rc;
+}
+
+void iowait_fini(struct iowait *w)
+{
+    if (w->added) {
+        event_del(&w->ev);
+        w->added = false;
+    }
+    if (w->rd)
+        task_wake(w->rd);
+    if (w->wr)
+        task_wake(w->wr);
+    w->rd = w->wr = NULL;
+    w->fd = -1;
+}

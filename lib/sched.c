@@ -1,0 +1,725 @@
+/*
+ * sched.c: one scheduler per thread: the ready queue of tasks on that
+ * thread's libevent loop, switching between tasks, blocking and waking
+ * (also from other threads), and the heap of cancel-scope deadlines.
+ *
+ * libevent callbacks never switch stacks: they only make tasks ready. One
+ * event (run_ev) runs the ready queue; a task that blocks switches straight
+ * to the next ready task, and back to the loop after SCHED_BUDGET switches
+ * so that I/O is polled between them (fairness).
+ * Not for: the public task calls (task.c), scopes (scope.c), groups (group.c).
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <event2/thread.h>
+
+#include "wharf-int.h"
+
+#define SCHED_BUDGET 256
+/* An idle scheduler that was woken from another thread less than
+ * SCHED_SPIN_RECENT seconds ago polls its wake queue for SCHED_SPIN seconds
+ * before going to sleep in epoll: waking a sleeping thread costs tens of
+ * microseconds, and a cross-worker stream conversation would pay it on
+ * every message. */
+#define SCHED_SPIN 30e-6
+#define SCHED_SPIN_RECENT 1e-3
+
+struct spawn_req {
+    struct spawn_req *next;
+    wharf_task_fn fn;
+    void *arg;
+};
+
+static __thread struct sched *sched_cur;
+static pthread_once_t sched_evthread_once = PTHREAD_ONCE_INIT;
+
+struct sched *sched_current(void)
+{
+    return sched_cur;
+}
+
+struct task *task_current(void)
+{
+    return sched_cur ? sched_cur->current : NULL;
+}
+
+double wharf_clock(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- switching -------------------------------------------------------- */
+
+static void sched_switch(struct sched *s, struct ctx *from, struct ctx *to,
+                         const void *to_lo, size_t to_size, bool from_dies)
+{
+#ifdef WHARF_ASAN
+    void *fake = NULL;
+
+    __sanitizer_start_switch_fiber(from_dies ? NULL : &fake, to_lo, to_size);
+    ctx_switch(from, to);
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#else
+    (void)to_lo;
+    (void)to_size;
+    (void)from_dies;
+    ctx_switch(from, to);
+#endif
+    s->switches++;
+}
+
+static size_t task_stack_size(const struct task *t)
+{
+    return (size_t)((const char *)t - t->stack.lo);
+}
+
+static void task_check_canary(struct task *t)
+{
+    if (!stack_canary_ok(&t->stack)) {
+        fprintf(stderr, "wharf: task stack overflow detected (canary of task %llu "
+                "overwritten; stack of %zu bytes); aborting\n",
+                (unsigned long long)t->id, task_stack_size(t));
+        abort();
+    }
+}
+
+/* Leaves the current task t (whose state the caller set) for the next ready
+ * task, or for the loop when none is ready or the budget is spent. */
+static void sched_leave(struct sched *s, struct task *t, bool dies)
+{
+    struct task *next = NULL;
+
+    task_check_canary(t);
+    if (!dies && s->budget > 0 && (next = TAILQ_FIRST(&s->ready)) != NULL) {
+        s->budget--;
+        TAILQ_REMOVE(&s->ready, next, ready_link);
+    }
+    if (next == t) {            /* a yield with nobody else ready */
+        t->state = TASK_RUNNING;
+        return;
+    }
+    if (next) {
+        s->current = next;
+        next->state = TASK_RUNNING;
+        sched_switch(s, &t->ctx, &next->ctx, next->stack.lo, task_stack_size(next), dies);
+    } else {
+        s->current = NULL;
+        sched_switch(s, &t->ctx, &s->loop_ctx, s->loop_stack_lo, s->loop_stack_size, dies);
+    }
+    /* resumed: whoever switched here made t current and running */
+}
+
+static void sched_activate(struct sched *s)
+{
+    if (!s->run_pending) {
+        s->run_pending = true;
+        event_active(&s->run_ev, EV_TIMEOUT, 0);
+    }
+}
+
+static void task_release(struct sched *s, struct task *t)
+{
+    struct stack st = t->stack;
+
+    s->ntasks--;
+    stack_put(&s->stacks, &st);
+}
+
+static void sched_reap(struct sched *s)
+{
+    struct task *t = s->dead;
+
+    if (!t)
+        return;
+    s->dead = NULL;
+    if (__atomic_load_n(&t->remote_refs, __ATOMIC_ACQUIRE) > 0)
+        t->zombie = true;       /* freed by the last remote wake */
+    else
+        task_release(s, t);
+}
+
+static void sched_remote_drain(struct sched *s);
+
+static inline void sched_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static void sched_run_ready(struct sched *s)
+{
+    struct task *t;
+
+    while (s->budget > 0 && (t = TAILQ_FIRST(&s->ready)) != NULL) {
+        s->budget--;
+        TAILQ_REMOVE(&s->ready, t, ready_link);
+        s->current = t;
+        t->state = TASK_RUNNING;
+        sched_switch(s, &s->loop_ctx, &t->ctx, t->stack.lo, task_stack_size(t), false);
+        sched_reap(s);
+    }
+}
+
+/* Polls the wake queue for a short while; true when something came. */
+static bool sched_spin(struct sched *s)
+{
+    double now = wharf_clock(), until = now + SCHED_SPIN;
+    bool pending;
+
+    if (s->ntasks == 0 || now - s->last_remote > SCHED_SPIN_RECENT)
+        return false;
+    pthread_mutex_lock(&s->rq_mtx);
+    s->spinning = true;
+    pthread_mutex_unlock(&s->rq_mtx);
+    do {
+        if (__atomic_load_n(&s->rq_len, __ATOMIC_ACQUIRE) > 0)
+            break;
+        sched_cpu_relax();
+    } while (wharf_clock() < until);
+    /* stop spinning and look once more under the lock: a waker that saw
+     * spinning set did not signal the event */
+    pthread_mutex_lock(&s->rq_mtx);
+    s->spinning = false;
+    pending = s->rq_len > 0 || s->spawn_q || s->stop_requested;
+    pthread_mutex_unlock(&s->rq_mtx);
+    if (pending)
+        sched_remote_drain(s);
+    return pending;
+}
+
+static void sched_run_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sched *s = arg;
+
+    (void)fd;
+    (void)what;
+    s->run_pending = false;
+    s->budget = SCHED_BUDGET;
+    do
+        sched_run_ready(s);
+    while (TAILQ_EMPTY(&s->ready) && !(s->stopping && s->ntasks == 0) && sched_spin(s));
+    if (!TAILQ_EMPTY(&s->ready))
+        sched_activate(s);
+    if (s->stopping && s->ntasks == 0)
+        event_base_loopbreak(s->base);
+}
+
+/* ---- tasks ------------------------------------------------------------- */
+
+static void task_finish(struct task *t);
+
+static void task_entry(void *arg)
+{
+    struct task *t = arg;
+
+#ifdef WHARF_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    if (t->start_fn)
+        t->result = t->start_fn(t->arg, (struct wharf_task_status *)t);
+    else
+        t->result = t->fn(t->arg);
+    task_finish(t);
+}
+
+struct task *task_spawn(struct sched *s, struct scope *parent, wharf_task_fn fn,
+                        wharf_start_fn start_fn, void *arg)
+{
+    struct stack st;
+    struct task *t;
+
+    if (stack_get(&s->stacks, &st) != 0)
+        return NULL;
+    /* the task lives at the top of its own stack: no allocation per spawn */
+    t = (struct task *)(void *)(((uintptr_t)st.hi - sizeof(*t)) & ~(uintptr_t)63);
+    memset(t, 0, sizeof(*t));
+    t->stack = st;
+    t->sched = s;
+    t->fn = fn;
+    t->start_fn = start_fn;
+    t->arg = arg;
+    t->id = ++s->next_id;
+    ctx_make(&t->ctx, st.lo, (char *)t, task_entry, t);
+    t->scope = parent;
+    scope_attach_task(parent, t);
+    scope_enter(&t->root, t, WHARF_FOREVER, 0);
+    s->ntasks++;
+    t->state = TASK_READY;
+    TAILQ_INSERT_TAIL(&s->ready, t, ready_link);
+    sched_activate(s);
+    return t;
+}
+
+static void task_finish(struct task *t)
+{
+    struct sched *s = t->sched;
+    bool cancelled = task_cancelled(t);
+
+    /* scopes the task forgot to exit die with it */
+    while (t->scope != &t->root && t->scope)
+        scope_exit(t->scope, t, 0);
+    scope_exit(&t->root, t, 0);
+    scope_detach_task(t);
+    if (t->group)
+        group_child_done(t, cancelled);
+    t->state = TASK_DONE;
+    s->dead = t;
+    sched_leave(s, t, true);
+    abort();    /* not reached: a finished task is never resumed */
+}
+
+bool task_cancelled(const struct task *t)
+{
+    return scope_effectively_cancelled(t->scope);
+}
+
+int task_block(void)
+{
+    struct task *t = task_current();
+    struct sched *s = t->sched;
+
+    if (task_cancelled(t))
+        return WHARF_ECANCELLED;
+    t->state = TASK_BLOCKED;
+    t->cancellable = true;
+    t->cancel_woken = false;
+    s->nblocked++;
+    sched_leave(s, t, false);
+    t->cancellable = false;
+    return t->cancel_woken ? WHARF_ECANCELLED : 0;
+}
+
+void task_block_uncancellable(void)
+{
+    struct task *t = task_current();
+    struct sched *s = t->sched;
+
+    t->state = TASK_BLOCKED;
+    t->cancellable = false;
+    t->cancel_woken = false;
+    s->nblocked++;
+    sched_leave(s, t, false);
+}
+
+static void task_make_ready(struct task *t, bool by_cancel)
+{
+    struct sched *s = t->sched;
+
+    t->state = TASK_READY;
+    t->cancel_woken = by_cancel;
+    s->nblocked--;
+    TAILQ_INSERT_TAIL(&s->ready, t, ready_link);
+    sched_activate(s);
+}
+
+void task_wake(struct task *t)
+{
+    if (t->state == TASK_BLOCKED)
+        task_make_ready(t, false);
+}
+
+void task_wake_cancel(struct task *t)
+{
+    if (t->state == TASK_BLOCKED && t->cancellable)
+        task_make_ready(t, true);
+}
+
+/* A yield: the task goes to the back of the ready queue. With nobody else
+ * ready it keeps running, unless the budget is spent: then it goes through
+ * the loop so that I/O gets polled. */
+void sched_pass(void)
+{
+    struct task *t = task_current();
+    struct sched *s = t->sched;
+
+    if (TAILQ_EMPTY(&s->ready) && s->budget > 0) {
+        s->budget--;
+        return;
+    }
+    t->state = TASK_READY;
+    TAILQ_INSERT_TAIL(&s->ready, t, ready_link);
+    sched_activate(s);
+    sched_leave(s, t, false);
+}
+
+/* Goes through the loop (polling I/O) and reports whether the ready queue
+ * was empty when the task came back. */
+bool sched_yield_via_loop(void)
+{
+    struct task *t = task_current();
+    struct sched *s = t->sched;
+
+    s->budget = 0;
+    t->state = TASK_READY;
+    TAILQ_INSERT_TAIL(&s->ready, t, ready_link);
+    sched_activate(s);
+    sched_leave(s, t, false);
+    return TAILQ_EMPTY(&s->ready);
+}
+
+/* ---- wakes from other threads ----------------------------------------- */
+
+void task_wake_any(struct task *t)
+{
+    struct sched *s = t->sched;
+    bool first;
+
+    if (s == sched_cur) {
+        task_wake(t);
+        return;
+    }
+    __atomic_add_fetch(&t->remote_refs, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_lock(&s->rq_mtx);
+    if (s->rq_len == s->rq_cap) {
+        size_t ncap = s->rq_cap ? s->rq_cap * 2 : 64;
+        struct task **n = realloc(s->rq, ncap * sizeof(*n));
+
+        if (!n) {
+            pthread_mutex_unlock(&s->rq_mtx);
+            fprintf(stderr, "wharf: out of memory waking a task\n");
+            abort();
+        }
+        s->rq = n;
+        s->rq_cap = ncap;
+    }
+    s->rq[s->rq_len] = t;
+    __atomic_store_n(&s->rq_len, s->rq_len + 1, __ATOMIC_RELEASE);
+    first = s->rq_len == 1 && !s->spinning;
+    pthread_mutex_unlock(&s->rq_mtx);
+    if (first)
+        event_active(&s->rq_ev, EV_READ, 0);
+}
+
+int sched_spawn_remote(struct sched *s, wharf_task_fn fn, void *arg)
+{
+    struct spawn_req *r = malloc(sizeof(*r));
+
+    if (!r)
+        return -ENOMEM;
+    r->fn = fn;
+    r->arg = arg;
+    pthread_mutex_lock(&s->rq_mtx);
+    r->next = s->spawn_q;
+    s->spawn_q = r;
+    pthread_mutex_unlock(&s->rq_mtx);
+    event_active(&s->rq_ev, EV_READ, 0);
+    return 0;
+}
+
+void sched_stop_remote(struct sched *s)
+{
+    pthread_mutex_lock(&s->rq_mtx);
+    s->stop_requested = true;
+    pthread_mutex_unlock(&s->rq_mtx);
+    event_active(&s->rq_ev, EV_READ, 0);
+}
+
+static void sched_spawn_pending(struct sched *s, struct spawn_req *r)
+{
+    struct spawn_req *prev = NULL, *next;
+
+    /* the list was pushed LIFO: reverse it so tasks start in request order */
+    while (r) {
+        next = r->next;
+        r->next = prev;
+        prev = r;
+        r = next;
+    }
+    for (r = prev; r; r = next) {
+        next = r->next;
+        if (!task_spawn(s, &s->root, r->fn, NULL, r->arg))
+            fprintf(stderr, "wharf: cannot spawn a task: out of memory\n");
+        free(r);
+    }
+}
+
+static void sched_remote_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sched_remote_drain(arg);
+}
+
+static void sched_remote_drain(struct sched *s)
+{
+    struct task **q;
+    struct spawn_req *spawns;
+    size_t n, qcap;
+    bool stop;
+
+    pthread_mutex_lock(&s->rq_mtx);
+    q = s->rq;
+    n = s->rq_len;
+    qcap = s->rq_cap;
+    /* swap in the spare array; only this thread drains, so q is ours now */
+    s->rq = s->rq_spare;
+    s->rq_cap = s->rq_spare_cap;
+    __atomic_store_n(&s->rq_len, 0, __ATOMIC_RELEASE);
+    s->rq_spare = q;
+    s->rq_spare_cap = qcap;
+    spawns = s->spawn_q;
+    s->spawn_q = NULL;
+    stop = s->stop_requested;
+    s->stop_requested = false;
+    pthread_mutex_unlock(&s->rq_mtx);
+    if (n > 0)
+        s->last_remote = wharf_clock();
+    for (size_t i = 0; i < n; i++) {
+        struct task *t = q[i];
+
+        if (__atomic_sub_fetch(&t->remote_refs, 1, __ATOMIC_ACQ_REL) == 0 && t->zombie)
+            task_release(s, t);
+        else
+            task_wake(t);
+    }
+    sched_spawn_pending(s, spawns);
+    if (stop) {
+        s->stopping = true;
+        scope_cancel(&s->root);
+    }
+    if (s->stopping && s->ntasks == 0)
+        event_base_loopbreak(s->base);
+}
+
+/* ---- deadlines: a binary min-heap of scopes, one timer for the earliest - */
+
+static void heap_set(struct sched *s, size_t i, struct scope *sc)
+{
+    s->deadlines[i] = sc;
+    sc->heap_idx = i;
+}
+
+static void heap_up(struct sched *s, size_t i)
+{
+    struct scope *sc = s->deadlines[i];
+
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+
+        if (s->deadlines[p]->deadline <= sc->deadline)
+            break;
+        heap_set(s, i, s->deadlines[p]);
+        i = p;
+    }
+    heap_set(s, i, sc);
+}
+
+static void heap_down(struct sched *s, size_t i)
+{
+    struct scope *sc = s->deadlines[i];
+
+    for (;;) {
+        size_t c = 2 * i + 1;
+
+        if (c >= s->ndeadlines)
+            break;
+        if (c + 1 < s->ndeadlines && s->deadlines[c + 1]->deadline < s->deadlines[c]->deadline)
+            c++;
+        if (sc->deadline <= s->deadlines[c]->deadline)
+            break;
+        heap_set(s, i, s->deadlines[c]);
+        i = c;
+    }
+    heap_set(s, i, sc);
+}
+
+static void sched_timer_arm(struct sched *s)
+{
+    double at, delta;
+    struct timeval tv;
+
+    if (s->ndeadlines == 0) {
+        if (s->timer_at < WHARF_FOREVER) {
+            evtimer_del(&s->timer_ev);
+            s->timer_at = WHARF_FOREVER;
+        }
+        return;
+    }
+    at = s->deadlines[0]->deadline;
+    if (at == s->timer_at)
+        return;
+    delta = at - wharf_clock();
+    if (delta < 0)
+        delta = 0;
+    /* round up so that the timer never fires just before the deadline */
+    tv.tv_sec = (time_t)delta;
+    tv.tv_usec = (suseconds_t)ceil((delta - (double)tv.tv_sec) * 1e6);
+    if (tv.tv_usec >= 1000000) {
+        tv.tv_sec++;
+        tv.tv_usec -= 1000000;
+    }
+    evtimer_add(&s->timer_ev, &tv);
+    s->timer_at = at;
+}
+
+void sched_deadline_add(struct sched *s, struct scope *sc)
+{
+    if (s->ndeadlines == s->capdeadlines) {
+        size_t ncap = s->capdeadlines ? s->capdeadlines * 2 : 64;
+        struct scope **n = realloc(s->deadlines, ncap * sizeof(*n));
+
+        if (!n) {
+            fprintf(stderr, "wharf: out of memory for a deadline\n");
+            abort();
+        }
+        s->deadlines = n;
+        s->capdeadlines = ncap;
+    }
+    s->deadlines[s->ndeadlines] = sc;
+    sc->heap_idx = s->ndeadlines++;
+    heap_up(s, sc->heap_idx);
+    sched_timer_arm(s);
+}
+
+void sched_deadline_del(struct sched *s, struct scope *sc)
+{
+    size_t i = sc->heap_idx;
+
+    if (i == SIZE_MAX)
+        return;
+    sc->heap_idx = SIZE_MAX;
+    s->ndeadlines--;
+    if (i != s->ndeadlines) {
+        struct scope *last = s->deadlines[s->ndeadlines];
+
+        heap_set(s, i, last);
+        if (i > 0 && s->deadlines[(i - 1) / 2]->deadline > last->deadline)
+            heap_up(s, i);
+        else
+            heap_down(s, i);
+    }
+    sched_timer_arm(s);
+}
+
+static void sched_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sched *s = arg;
+    double now = wharf_clock();
+
+    (void)fd;
+    (void)what;
+    s->timer_at = WHARF_FOREVER;
+    while (s->ndeadlines > 0 && s->deadlines[0]->deadline <= now) {
+        struct scope *sc = s->deadlines[0];
+
+        sched_deadline_del(s, sc);
+        scope_cancel(sc);
+    }
+    sched_timer_arm(s);
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+/* Locks held for a few instructions between two workers: spin a little
+ * before sleeping in the kernel (glibc's adaptive mutex). */
+void sched_mutex_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+
+    pthread_mutexattr_init(&a);
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+    pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
+static void sched_evthread_init(void)
+{
+    if (evthread_use_pthreads() != 0) {
+        fprintf(stderr, "wharf: libevent has no pthreads support\n");
+        abort();
+    }
+}
+
+static void sched_thread_stack(struct sched *s)
+{
+    pthread_attr_t a;
+    void *lo = NULL;
+    size_t size = 0;
+
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &lo, &size);
+        pthread_attr_destroy(&a);
+    }
+    s->loop_stack_lo = lo;
+    s->loop_stack_size = size;
+}
+
+struct sched *sched_new(struct event_base *base)
+{
+    struct sched *s;
+
+    pthread_once(&sched_evthread_once, sched_evthread_init);
+    if (sched_cur)
+        return NULL;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->base = base;
+    if (!s->base) {
+        s->base = event_base_new();
+        s->own_base = true;
+    }
+    if (!s->base) {
+        free(s);
+        return NULL;
+    }
+    TAILQ_INIT(&s->ready);
+    sched_mutex_init(&s->rq_mtx);
+    event_assign(&s->run_ev, s->base, -1, 0, sched_run_cb, s);
+    event_assign(&s->rq_ev, s->base, -1, 0, sched_remote_cb, s);
+    evtimer_assign(&s->timer_ev, s->base, sched_timer_cb, s);
+    s->timer_at = WHARF_FOREVER;
+    scope_init_root(&s->root, s);
+    stack_cache_init(&s->stacks, WHARF_DEFAULT_STACK);
+    sched_thread_stack(s);
+    stack_overflow_handler_install();
+    sched_cur = s;
+    return s;
+}
+
+int sched_loop(struct sched *s)
+{
+    if (s->stopping && s->ntasks == 0)
+        return 0;
+    return event_base_loop(s->base, EVLOOP_NO_EXIT_ON_EMPTY);
+}
+
+void sched_free(struct sched *s)
+{
+    struct spawn_req *r, *next;
+
+    if (!s)
+        return;
+    if (s->timer_at < WHARF_FOREVER)
+        evtimer_del(&s->timer_ev);
+    event_del(&s->run_ev);
+    event_del(&s->rq_ev);
+    for (r = s->spawn_q; r; r = next) {
+        next = r->next;
+        free(r);
+    }
+    stack_cache_purge(&s->stacks);
+    free(s->deadlines);
+    free(s->rq);
+    free(s->rq_spare);
+    pthread_mutex_destroy(&s->rq_mtx);
+    if (s->own_base)
+        event_base_free(s->base);
+    if (sched_cur == s)
+        sched_cur = NULL;
+    stack_overflow_handler_remove();
+    free(s);
+}

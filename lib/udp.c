@@ -1,0 +1,2 @@
+/* udp.c: placeholder, lands with its tests */
+extern int wharf_placeholder_udp;

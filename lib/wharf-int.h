@@ -1,0 +1,275 @@
+/*
+ * wharf-int.h: the inside of libwharf (the runtime), for its own files, the
+ * daemon and the unit tests. Plugins never see this: they get include/wharf/.
+ * A table of contents: prototypes grouped under the file that defines them.
+ */
+#ifndef WHARF_INT_H
+#define WHARF_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <sys/queue.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include <wharf/wharf.h>
+
+#include "ctx.h"
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                    \
+    for ((var) = TAILQ_FIRST(head);                                   \
+         (var) && ((tvar) = TAILQ_NEXT(var, field), 1);               \
+         (var) = (tvar))
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WHARF_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WHARF_ASAN 1
+#endif
+#endif
+#ifdef WHARF_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#else
+#define ASAN_UNPOISON_MEMORY_REGION(a, s) ((void)(a), (void)(s))
+#endif
+
+struct sched;
+struct task;
+struct scope;
+
+#define WHARF_DEFAULT_STACK (64 * 1024)
+#define WHARF_MIN_STACK (16 * 1024)
+
+/* stack.c: task stacks (mmap, guard page, canary, cache) */
+struct stack {
+    void *map;          /* the whole mapping, guard page included */
+    size_t maplen;
+    char *lo;           /* lowest usable byte (canary lives here) */
+    char *hi;           /* one past the highest usable byte */
+    unsigned vg_id;     /* valgrind stack id */
+};
+struct stack_cache {
+    struct stack *free;     /* array of cached stacks */
+    size_t nfree, cap;
+    size_t size;            /* usable size of the stacks it holds */
+    bool guard;
+};
+void stack_cache_init(struct stack_cache *c, size_t size);
+void stack_cache_purge(struct stack_cache *c);
+int stack_get(struct stack_cache *c, struct stack *st);
+void stack_put(struct stack_cache *c, struct stack *st);
+bool stack_canary_ok(const struct stack *st);
+bool stack_guard_default(void);
+void stack_overflow_handler_install(void);   /* per thread: sigaltstack + SIGSEGV */
+void stack_overflow_handler_remove(void);
+
+/* scope.c: cancel scopes */
+struct scope {
+    struct scope *parent;
+    struct task *owner;                 /* the task that entered it (NULL: root) */
+    struct sched *sched;
+    TAILQ_HEAD(, scope) children;
+    TAILQ_ENTRY(scope) sibling;
+    TAILQ_HEAD(, task) tasks;           /* tasks whose innermost scope this is */
+    double deadline;
+    size_t heap_idx;                    /* in sched->deadlines, or SIZE_MAX */
+    unsigned flags;                     /* WHARF_SCOPE_* */
+    bool cancel_called;
+    bool caught;
+    bool active;
+};
+void scope_init_root(struct scope *sc, struct sched *s);
+int scope_enter(struct scope *sc, struct task *t, double deadline, unsigned flags);
+int scope_exit(struct scope *sc, struct task *t, int rc);
+void scope_cancel(struct scope *sc);
+bool scope_effectively_cancelled(const struct scope *sc);
+void scope_attach_task(struct scope *sc, struct task *t);
+void scope_detach_task(struct task *t);
+void scope_recheck(struct scope *sc);
+
+/* sched.c: the per-thread scheduler, ready queue, blocking and waking */
+enum task_state { TASK_READY, TASK_RUNNING, TASK_BLOCKED, TASK_DONE };
+
+struct task {
+    struct ctx ctx;
+    struct sched *sched;
+    struct stack stack;
+    enum task_state state;
+    bool cancel_woken;          /* the last wake came from a cancellation */
+    bool cancellable;           /* the current block may be ended by cancel */
+    TAILQ_ENTRY(task) ready_link;
+    TAILQ_ENTRY(task) scope_link;
+    TAILQ_ENTRY(task) group_link;
+    struct scope *scope;        /* innermost scope */
+    struct scope root;          /* own scope, child of the spawner's group scope */
+    wharf_task_fn fn;
+    wharf_start_fn start_fn;
+    void *arg;
+    int result;
+    struct wharf_group *group;  /* NULL for a top-level task */
+    struct start_rec *start;    /* while wharf_group_start waits for started() */
+    bool started;               /* wharf_task_started was called */
+    int remote_refs;            /* cross-thread wakes in flight (atomic) */
+    bool zombie;                /* finished, freed once remote_refs is 0 */
+    uint64_t id;
+};
+
+struct sched {
+    struct event_base *base;
+    bool own_base;
+    struct ctx loop_ctx;        /* the thread's own context */
+    struct task *current;
+    TAILQ_HEAD(, task) ready;
+    struct event run_ev;
+    bool run_pending;
+    struct event timer_ev;      /* armed to the earliest scope deadline */
+    double timer_at;
+    struct scope **deadlines;   /* binary min-heap on deadline */
+    size_t ndeadlines, capdeadlines;
+    struct scope root;          /* every top-level task lives in it */
+    struct stack_cache stacks;
+    size_t ntasks;              /* live tasks */
+    size_t nblocked;
+    uint64_t next_id;
+    bool stopping;              /* leave the loop when ntasks reaches 0 */
+    /* wakes from other threads */
+    pthread_mutex_t rq_mtx;
+    struct task **rq, **rq_spare;
+    size_t rq_len, rq_cap, rq_spare_cap;
+    struct event rq_ev;
+    struct spawn_req *spawn_q;  /* top-level tasks asked for by other threads */
+    bool stop_requested;        /* by another thread: cancel everything, leave */
+    bool spinning;              /* polling rq instead of sleeping (under rq_mtx) */
+    double last_remote;         /* when the last wake from another thread came */
+    int budget;                 /* resumptions left before the loop polls I/O */
+    struct task *dead;          /* finished task whose stack is still in use */
+    const void *loop_stack_lo;  /* the thread's own stack, for ASan */
+    size_t loop_stack_size;
+    uint64_t switches;          /* statistics: task switches */
+};
+
+struct sched *sched_current(void);
+struct task *task_current(void);
+struct sched *sched_new(struct event_base *base);  /* base NULL: own one */
+void sched_free(struct sched *s);
+/* Runs the loop until stopping is set and no task is left. */
+int sched_loop(struct sched *s);
+/* From any thread: spawn a top-level task / cancel all and leave the loop. */
+int sched_spawn_remote(struct sched *s, wharf_task_fn fn, void *arg);
+void sched_stop_remote(struct sched *s);
+/* Creates a task running fn(arg) (or start_fn) in scope `parent`; ready. */
+struct task *task_spawn(struct sched *s, struct scope *parent, wharf_task_fn fn,
+                        wharf_start_fn start_fn, void *arg);
+/* Suspends the current task until task_wake(). Returns 0, or
+ * WHARF_ECANCELLED when the task is (or becomes) cancelled: then it does not
+ * suspend, or is woken. The caller must undo its registration either way
+ * and must tolerate spurious returns (re-check its condition). */
+int task_block(void);
+/* The same, but cancellation neither prevents nor ends the wait. */
+void task_block_uncancellable(void);
+/* Makes a blocked task ready. From the task's own scheduler thread. */
+void task_wake(struct task *t);
+/* The same from any thread (takes a reference so the task outlives the
+ * wake). */
+void task_wake_any(struct task *t);
+/* Wakes t with a cancellation if it waits cancellably. */
+void task_wake_cancel(struct task *t);
+bool task_cancelled(const struct task *t);
+void sched_pass(void);
+bool sched_yield_via_loop(void);
+void sched_mutex_init(pthread_mutex_t *m);   /* for locks shared by workers */
+void sched_deadline_add(struct sched *s, struct scope *sc);
+void sched_deadline_del(struct sched *s, struct scope *sc);
+
+/* iowait.c: waiting for a descriptor on the scheduler's event loop
+ * (edge-triggered, registered once per descriptor) */
+struct iowait {
+    struct event ev;
+    struct task *rd, *wr;
+    struct sched *sched;
+    int fd;
+    bool added;
+};
+void iowait_init(struct iowait *w, int fd);
+/* Waits until fd is readable (EV_READ) or writable (EV_WRITE). Returns 0 (or
+ * spuriously 0: retry the I/O), WHARF_ECANCELLED. */
+int iowait_wait(struct iowait *w, short what);
+/* Unregisters and wakes the waiters (they must then see the stream closed). */
+void iowait_fini(struct iowait *w);
+
+/* group.c: task groups */
+struct start_rec {             /* on the stack of a task in wharf_group_start */
+    struct task *host;
+    void *value;
+    int rc;
+    bool started, done;
+};
+void group_child_done(struct task *t, bool cancelled);
+
+/* threadpool.c: the pool for blocking work */
+int threadpool_run(int (*fn)(void *), void *arg);
+void threadpool_shutdown(void);
+
+/* worker.c: a thread running a scheduler */
+struct worker;
+struct worker *worker_start(const char *name);
+/* Spawns fn(arg) as a top-level task on w, from any thread. 0 or -ENOMEM. */
+int worker_spawn(struct worker *w, wharf_task_fn fn, void *arg);
+/* Cancels every task of w, waits for them and the thread; frees w. */
+void worker_stop(struct worker *w);
+
+/* stream.c: helpers for stream implementations */
+int stream_attr_copy(void *out, size_t *len, const void *val, size_t vlen);
+int stream_attr_int(void *out, size_t *len, int v);
+
+/* addr.c: name resolution and address helpers for socket.c and udp.c */
+#define ADDR_MAX 8                  /* addresses kept from one resolution */
+struct addr_one {
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+struct addr_set {                   /* lives in the caller; nothing to free */
+    size_t n;
+    struct addr_one v[ADDR_MAX];
+};
+/* Numeric hosts at once, names with getaddrinfo on the pool (in the order it
+ * gives). Returns 0, WHARF_EINVAL, -ENOENT (no such name), -EHOSTUNREACH
+ * (resolver failure), -ENOMEM. */
+int addr_resolve(const char *host, unsigned port, int socktype, struct addr_set *set);
+/* 0.0.0.0 or :: with port. */
+int addr_wildcard(int family, unsigned port, struct addr_one *a);
+/* The local address to bind for a remote of `family`: the first of locals
+ * with that family, or (no local host given) the wildcard with port.
+ * 0 or -EAFNOSUPPORT. */
+int addr_pick_local(const struct addr_set *locals, bool have_host, int family,
+                    unsigned port, struct addr_one *out);
+/* The port of an IPv4/IPv6 address; -ENOENT for other families. */
+int addr_port(const struct sockaddr *sa);
+
+/* socket.c: descriptor helpers shared with udp.c */
+/* Makes fd non-blocking and close-on-exec, checks SO_TYPE == type, reads
+ * its family (AF_INET, AF_INET6 or AF_UNIX). 0 or WHARF_EINVAL. */
+int sock_adopt_fd(int fd, int type, int *family);
+/* A new non-blocking, close-on-exec socket with WHARF_REUSE_PORT /
+ * WHARF_V6ONLY applied (and SO_REUSEADDR when reuse_addr), bound to a
+ * (NULL: not bound). The descriptor, or -errno. */
+int sock_open_bound(int family, int type, unsigned flags, bool reuse_addr,
+                    const struct addr_one *a);
+/* Suspends until w's descriptor is ready for events (WHARF_READABLE |
+ * WHARF_WRITABLE). 0, WHARF_ECLOSED (iowait_fini ran), WHARF_ECANCELLED,
+ * WHARF_EBUSY (another task waits for that direction). */
+int sock_wait_fd(struct iowait *w, unsigned events);
+/* getattr for sockets: FAMILY, LOCAL_*, REMOTE_* (from peer; NULL: none),
+ * FD. Ports are -ENOENT for AF_UNIX. */
+int sock_getattr_fd(int fd, int family, const struct addr_one *peer, int attr,
+                    void *out, size_t *len);
+
+/* error.c */
+
+#endif /* WHARF_INT_H */

@@ -1,0 +1,453 @@
+/*
+ * check_task.c: tasks and the scheduler: spawning, ordering, sleeping,
+ * deadlines, checkpoints, wait_all_tasks_blocked, wharf_to_thread, stack
+ * sizes, and stack overflow being reported rather than corrupting memory.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+#include "wharf-int.h"
+
+static int counter;
+static int order[512], norder;
+
+static int record_id(void *arg)
+{
+    order[norder++] = (int)(long)arg;
+    return 0;
+}
+
+static int t_fifo_start(void *arg)
+{
+    struct wharf_group *g = wharf_group_open();
+
+    for (long i = 0; i < 100; i++)
+        wharf_group_spawn(g, record_id, (void *)i);
+    ck_assert_int_eq(wharf_group_close(g, 0), 0);
+    ck_assert_int_eq(norder, 100);
+    for (int i = 0; i < 100; i++)
+        ck_assert_int_eq(order[i], i);
+    return 0;
+}
+START_TEST(tasks_start_in_spawn_order) { TU_RUN(t_fifo_start, NULL); }
+END_TEST
+
+static int return_seven(void *arg)
+{
+    return 7;
+}
+
+START_TEST(run_returns_main_result)
+{
+    ck_assert_int_eq(wharf_run(return_seven, NULL), 7);
+    /* and a second run on the same thread works */
+    ck_assert_int_eq(wharf_run(return_seven, NULL), 7);
+}
+END_TEST
+
+static int nested_run(void *arg)
+{
+    TU_ASSERT_RC(wharf_run(return_seven, NULL), WHARF_EINVAL);
+    ck_assert(wharf_in_task());
+    return 0;
+}
+START_TEST(run_inside_a_task_is_refused) { TU_RUN(nested_run, NULL); }
+END_TEST
+
+static int sleeper_counts(void *arg)
+{
+    int rc = wharf_sleep(0.05);
+
+    if (rc == 0)
+        counter++;
+    return rc;
+}
+
+static int t_many_tasks(void *arg)
+{
+    struct wharf_group *g = wharf_group_open();
+    double t0 = wharf_clock();
+
+    for (int i = 0; i < 10000; i++)
+        ck_assert_int_eq(wharf_group_spawn(g, sleeper_counts, NULL), 0);
+    ck_assert_int_eq(wharf_group_close(g, 0), 0);
+    ck_assert_int_eq(counter, 10000);
+    /* they slept together, not one after another */
+    ck_assert(wharf_clock() - t0 < 5.0);
+    return 0;
+}
+START_TEST(ten_thousand_tasks_sleep_concurrently) { TU_RUN(t_many_tasks, NULL); }
+END_TEST
+
+static int t_sleep_duration(void *arg)
+{
+    double t0 = wharf_clock();
+
+    ck_assert_int_eq(wharf_sleep(0.05), 0);
+    double dt = wharf_clock() - t0;
+    ck_assert_msg(dt >= 0.05 && dt < 0.5, "sleep(0.05) took %.4f s", dt);
+    ck_assert_int_eq(wharf_sleep(0), 0);
+    ck_assert_int_eq(wharf_sleep(-1), 0);
+    return 0;
+}
+START_TEST(sleep_lasts_at_least_its_time) { TU_RUN(t_sleep_duration, NULL); }
+END_TEST
+
+struct timed {
+    double delay;
+    int idx;
+};
+
+static int sleep_and_record(void *arg)
+{
+    struct timed *tm = arg;
+
+    wharf_sleep(tm->delay);
+    order[norder++] = tm->idx;
+    return 0;
+}
+
+static int t_deadline_heap_order(void *arg)
+{
+    static struct timed tms[200];
+    struct wharf_group *g = wharf_group_open();
+    unsigned seed = 12345;
+
+    for (int i = 0; i < 200; i++) {
+        seed = seed * 1103515245u + 12345u;
+        /* distinct delays 2 ms apart so the order is unambiguous */
+        tms[i].delay = 0.002 * (double)((seed >> 8) % 200) + 0.000001 * i;
+        tms[i].idx = i;
+        wharf_group_spawn(g, sleep_and_record, &tms[i]);
+    }
+    ck_assert_int_eq(wharf_group_close(g, 0), 0);
+    ck_assert_int_eq(norder, 200);
+    for (int i = 1; i < 200; i++)
+        ck_assert_msg(tms[order[i - 1]].delay <= tms[order[i]].delay + 0.0015,
+                      "task with delay %.4f woke after one with %.4f",
+                      tms[order[i - 1]].delay, tms[order[i]].delay);
+    return 0;
+}
+START_TEST(deadlines_fire_in_order) { TU_RUN(t_deadline_heap_order, NULL); }
+END_TEST
+
+static int pinger(void *arg)
+{
+    for (int i = 0; i < 5; i++) {
+        order[norder++] = (int)(long)arg;
+        ck_assert_int_eq(wharf_checkpoint(), 0);
+    }
+    return 0;
+}
+
+static int t_checkpoint_yields(void *arg)
+{
+    struct wharf_group *g = wharf_group_open();
+
+    wharf_group_spawn(g, pinger, (void *)1L);
+    wharf_group_spawn(g, pinger, (void *)2L);
+    ck_assert_int_eq(wharf_group_close(g, 0), 0);
+    ck_assert_int_eq(norder, 10);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(order[i], 1 + i % 2);
+    return 0;
+}
+START_TEST(checkpoint_lets_others_run) { TU_RUN(t_checkpoint_yields, NULL); }
+END_TEST
+
+static int busy_for_a_while(void *arg)
+{
+    for (int i = 0; i < 3; i++) {
+        wharf_checkpoint();
+        wharf_sleep(0.001);
+    }
+    counter++;
+    return wharf_sleep(10);     /* then blocks for good */
+}
+
+static int t_wait_all_blocked(void *arg)
+{
+    struct wharf_group *g = wharf_group_open();
+
+    for (int i = 0; i < 5; i++)
+        wharf_group_spawn(g, busy_for_a_while, NULL);
+    /* sleeps count as blocked, so this returns at the first quiet moment;
+     * with the tasks still stepping through short sleeps, loop until done */
+    while (counter < 5) {
+        ck_assert_int_eq(wharf_wait_all_tasks_blocked(), 0);
+        if (counter < 5)
+            wharf_sleep(0.002);
+    }
+    ck_assert_int_eq(wharf_wait_all_tasks_blocked(), 0);
+    ck_assert_int_eq(counter, 5);
+    wharf_group_cancel(g);
+    ck_assert_int_eq(wharf_group_close(g, 0), 0);
+    return 0;
+}
+START_TEST(wait_all_tasks_blocked) { TU_RUN(t_wait_all_blocked, NULL); }
+END_TEST
+
+static int t_cancel_wakes_sleeper_promptly(void *arg)
+{
+    struct wharf_scope sc;
+    double t0 = wharf_clock();
+
+    wharf_move_on_after(&sc, 0.02);
+    int rc = wharf_sleep(WHARF_FOREVER);
+    TU_ASSERT_RC(rc, WHARF_ECANCELLED);
+    ck_assert_int_eq(wharf_scope_exit(&sc, rc), 0);
+    ck_assert(wharf_clock() - t0 < 0.5);
+    return 0;
+}
+START_TEST(cancel_wakes_a_sleeper) { TU_RUN(t_cancel_wakes_sleeper_promptly, NULL); }
+END_TEST
+
+/* ---- wharf_to_thread ------------------------------------------------------ */
+
+static pthread_t loop_thread;
+
+static int blocking_job(void *arg)
+{
+    usleep(100 * 1000);
+    return pthread_equal(pthread_self(), loop_thread) ? -EDEADLK : 42;
+}
+
+static int ticker(void *arg)
+{
+    for (int i = 0; i < 1000 && !*(volatile bool *)arg; i++) {
+        counter++;
+        wharf_sleep(0.002);
+    }
+    return 0;
+}
+
+static int t_to_thread(void *arg)
+{
+    static bool done;
+    struct wharf_group *g = wharf_group_open();
+
+    loop_thread = pthread_self();
+    wharf_group_spawn(g, ticker, &done);
+    ck_assert_int_eq(wharf_to_thread(blocking_job, NULL), 42);
+    done = true;
+    ck_assert_int_eq(wharf_group_close(g, 0), 0);
+    /* the loop kept running while the job blocked its thread */
+    ck_assert_int_ge(counter, 10);
+    TU_ASSERT_RC(wharf_to_thread(NULL, NULL), WHARF_EINVAL);
+    return 0;
+}
+START_TEST(to_thread_does_not_block_the_loop) { TU_RUN(t_to_thread, NULL); }
+END_TEST
+
+static int t_to_thread_cancelled(void *arg)
+{
+    struct wharf_scope sc;
+
+    loop_thread = pthread_self();
+    wharf_move_on_after(&sc, 0.01);
+    /* the job cannot be interrupted: its result comes back... */
+    int rc = wharf_to_thread(blocking_job, NULL);
+    ck_assert_int_eq(rc, 42);
+    /* ...and the cancellation is seen at the next checkpoint */
+    rc = wharf_checkpoint();
+    TU_ASSERT_RC(rc, WHARF_ECANCELLED);
+    ck_assert_int_eq(wharf_scope_exit(&sc, rc), 0);
+    return 0;
+}
+START_TEST(to_thread_finishes_despite_cancel) { TU_RUN(t_to_thread_cancelled, NULL); }
+END_TEST
+
+static int to_thread_worker(void *arg)
+{
+    int rc = wharf_to_thread(blocking_job, NULL);
+
+    ck_assert_int_eq(rc, 42);
+    counter++;
+    return 0;
+}
+
+static int t_to_thread_concurrent(void *arg)
+{
+    struct wharf_group *g = wharf_group_open();
+    double t0 = wharf_clock();
+
+    loop_thread = pthread_self();
+    for (int i = 0; i < 8; i++)
+        wharf_group_spawn(g, to_thread_worker, NULL);
+    ck_assert_int_eq(wharf_group_close(g, 0), 0);
+    ck_assert_int_eq(counter, 8);
+    /* 8 jobs of 100 ms on a pool of 4: about 200 ms, not 800 */
+    ck_assert(wharf_clock() - t0 < 0.7);
+    return 0;
+}
+START_TEST(to_thread_runs_jobs_in_parallel) { TU_RUN(t_to_thread_concurrent, NULL); }
+END_TEST
+
+/* ---- stacks ------------------------------------------------------------------- */
+
+static int use_stack(void *arg)
+{
+    volatile char buf[128 * 1024];
+
+    memset((char *)buf, 1, sizeof(buf));
+    return buf[sizeof(buf) - 1] == 1 ? 0 : -EIO;
+}
+
+static int t_stack_size(void *arg)
+{
+    struct wharf_group *g;
+
+    TU_ASSERT_RC(wharf_set_stack_size(100), WHARF_EINVAL);
+    ck_assert_int_eq(wharf_set_stack_size(512 * 1024), 0);
+    g = wharf_group_open();
+    wharf_group_spawn(g, use_stack, NULL);
+    return wharf_group_close(g, 0);
+}
+START_TEST(stack_size_is_configurable) { TU_RUN(t_stack_size, NULL); }
+END_TEST
+
+static int recurse(int depth)
+{
+    volatile char pad[1024];
+
+    pad[0] = (char)depth;
+    if (depth == 0)
+        return pad[0];
+    return recurse(depth - 1) + pad[0];
+}
+
+static int overflow_task(void *arg)
+{
+    return recurse(1 << 20);    /* 1 GiB of frames: far past 64 KiB */
+}
+
+static int corrupt_canary_task(void *arg)
+{
+    struct task *t = task_current();
+
+    /* what an overflow that jumped the guard page would leave behind */
+    memset(t->stack.lo, 0, 16);
+    return wharf_checkpoint();
+}
+
+static int overflow_main(void *arg)
+{
+    struct wharf_group *g = wharf_group_open();
+
+    wharf_group_spawn(g, (wharf_task_fn)arg, NULL);
+    return wharf_group_close(g, 0);
+}
+
+/* Runs fn in a task in a child process; returns what it printed on stderr
+ * and checks that it died of SIGABRT (or, under ASan, a sanitizer exit). */
+static void expect_reported_crash(wharf_task_fn fn, const char *want)
+{
+    int p[2];
+    char out[4096];
+    ssize_t n, len = 0;
+    int status;
+    pid_t pid;
+
+    ck_assert_int_eq(pipe(p), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(p[1], STDERR_FILENO);
+        close(p[0]);
+        wharf_run(overflow_main, (void *)fn);
+        _exit(0);       /* not reached if the overflow was caught */
+    }
+    close(p[1]);
+    while (len < (ssize_t)sizeof(out) - 1 &&
+           (n = read(p[0], out + len, sizeof(out) - 1 - (size_t)len)) > 0)
+        len += n;
+    out[len] = '\0';
+    close(p[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(!(WIFEXITED(status) && WEXITSTATUS(status) == 0),
+                  "the child survived a stack overflow");
+    ck_assert_msg(strstr(out, want) || strstr(out, "stack-overflow"),
+                  "stack overflow not reported; stderr was: %s", out);
+}
+
+START_TEST(stack_overflow_is_reported)
+{
+    expect_reported_crash(overflow_task, "task stack overflow");
+}
+END_TEST
+
+START_TEST(stack_canary_is_checked)
+{
+    expect_reported_crash(corrupt_canary_task, "canary");
+}
+END_TEST
+
+/* ---- error table ------------------------------------------------------------- */
+
+START_TEST(error_names_and_texts)
+{
+    const int codes[] = { WHARF_EOF, WHARF_ECLOSED, WHARF_EBROKEN, WHARF_EINCOMPLETE,
+                          WHARF_ENODELIM, WHARF_EWOULDBLOCK, WHARF_EBUSY, WHARF_ECANCELLED,
+                          WHARF_ETIMEDOUT, WHARF_ENOTSUP };
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        ck_assert_ptr_nonnull(wharf_errname(codes[i]));
+        ck_assert_ptr_nonnull(wharf_strerror(codes[i]));
+    }
+    ck_assert_str_eq(wharf_errname(WHARF_EOF), "EndOfStream");
+    ck_assert_str_eq(wharf_errname(WHARF_EBROKEN), "BrokenResource");
+    ck_assert_ptr_null(wharf_errname(-ENOENT));
+    ck_assert_str_eq(wharf_strerror(-ENOENT), strerror(ENOENT));
+    ck_assert_ptr_nonnull(wharf_strerror(-99999));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("task");
+    TCase *tc;
+
+    tc = tcase_create("scheduler");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, tasks_start_in_spawn_order);
+    tcase_add_test(tc, run_returns_main_result);
+    tcase_add_test(tc, run_inside_a_task_is_refused);
+    tcase_add_test(tc, ten_thousand_tasks_sleep_concurrently);
+    tcase_add_test(tc, sleep_lasts_at_least_its_time);
+    tcase_add_test(tc, deadlines_fire_in_order);
+    tcase_add_test(tc, checkpoint_lets_others_run);
+    tcase_add_test(tc, wait_all_tasks_blocked);
+    tcase_add_test(tc, cancel_wakes_a_sleeper);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("to_thread");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, to_thread_does_not_block_the_loop);
+    tcase_add_test(tc, to_thread_finishes_despite_cancel);
+    tcase_add_test(tc, to_thread_runs_jobs_in_parallel);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("stacks");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, stack_size_is_configurable);
+    tcase_add_test(tc, stack_overflow_is_reported);
+    tcase_add_test(tc, stack_canary_is_checked);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("errors");
+    tcase_add_test(tc, error_names_and_texts);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run_suite(suite());
+}

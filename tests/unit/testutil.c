@@ -1,0 +1,38 @@
+/*
+ * testutil.c: the runner shared by every Check suite.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+const char *tu_tmpdir(void)
+{
+    static char dir[256];
+
+    if (dir[0] == '\0') {
+        const char *base = getenv("TMPDIR");
+
+        snprintf(dir, sizeof(dir), "%s/wharf-test-XXXXXX", base ? base : "/tmp");
+        if (!mkdtemp(dir)) {
+            perror("mkdtemp");
+            abort();
+        }
+    }
+    return dir;
+}
