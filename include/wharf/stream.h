@@ -191,9 +191,9 @@ const char *wharf_stream_kind(const struct wharf_stream *s);
  * then still the caller's). */
 struct wharf_stream *wharf_buffered_new(struct wharf_stream *inner);
 
-/* Receives exactly n bytes into buf. Returns n; WHARF_EINCOMPLETE when the
- * stream ends first (the bytes received stay buffered); other errors of
- * wharf_receive. */
+/* Receives exactly n bytes into buf (n == 0: returns 0 at once). Returns n;
+ * WHARF_EINCOMPLETE when the stream ends first (the bytes received stay
+ * buffered); other errors of wharf_receive. */
 ssize_t wharf_receive_exactly(struct wharf_stream *s, void *buf, size_t n);
 
 /* Receives up to the delimiter: copies the bytes before it into buf (at most
@@ -206,7 +206,8 @@ ssize_t wharf_receive_until(struct wharf_stream *s, const void *delim, size_t dl
                             void *buf, size_t max_bytes);
 
 /* Appends bytes to the buffer as if received (AnyIO feed_data). Returns 0,
- * WHARF_ECLOSED, WHARF_EINVAL, -ENOMEM. */
+ * WHARF_ECLOSED, WHARF_EINVAL, -ENOMEM, WHARF_ENOTSUP (not a buffered
+ * stream; the same for receive_exactly and receive_until). */
 int wharf_buffered_feed(struct wharf_stream *s, const void *data, size_t len);
 
 /* Bytes currently buffered (AnyIO's buffer property); 0 for NULL. */
