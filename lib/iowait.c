@@ -32,10 +32,10 @@ void iowait_init(struct iowait *w, int fd)
 int iowait_wait(struct iowait *w, short what)
 {
     struct task *t = task_current();
-    struct task **slot;
+    bool rd = what & EV_READ, wr = what & EV_WRITE;
     int rc;
 
-    if (!t || w->fd < 0)
+    if (!t || w->fd < 0 || !(rd || wr))
         return WHARF_EINVAL;
     if (!w->added) {
         w->sched = t->sched;
@@ -47,13 +47,18 @@ int iowait_wait(struct iowait *w, short what)
     } else if (w->sched != t->sched) {
         return WHARF_EINVAL;    /* a descriptor belongs to one worker */
     }
-    slot = (what & EV_READ) ? &w->rd : &w->wr;
-    if (*slot)
+    if ((rd && w->rd) || (wr && w->wr))
         return WHARF_EBUSY;
-    *slot = t;
+    /* waiting for both: an edge in either direction wakes the task */
+    if (rd)
+        w->rd = t;
+    if (wr)
+        w->wr = t;
     rc = task_block();
-    if (*slot == t)
-        *slot = NULL;
+    if (w->rd == t)
+        w->rd = NULL;
+    if (w->wr == t)
+        w->wr = NULL;
     return rc;
 }
 

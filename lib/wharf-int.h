@@ -197,8 +197,9 @@ struct iowait {
     bool added;
 };
 void iowait_init(struct iowait *w, int fd);
-/* Waits until fd is readable (EV_READ) or writable (EV_WRITE). Returns 0 (or
- * spuriously 0: retry the I/O), WHARF_ECANCELLED. */
+/* Waits until fd is readable (EV_READ), writable (EV_WRITE), or either (both
+ * flags). Returns 0 (or spuriously 0: retry the I/O), WHARF_ECANCELLED,
+ * WHARF_EBUSY (another task waits for that direction), WHARF_EINVAL. */
 int iowait_wait(struct iowait *w, short what);
 /* Unregisters and wakes the waiters (they must then see the stream closed). */
 void iowait_fini(struct iowait *w);
@@ -253,9 +254,10 @@ int addr_pick_local(const struct addr_set *locals, bool have_host, int family,
 int addr_port(const struct sockaddr *sa);
 
 /* socket.c: descriptor helpers shared with udp.c */
-/* Makes fd non-blocking and close-on-exec, checks SO_TYPE == type, reads
- * its family (AF_INET, AF_INET6 or AF_UNIX). 0 or WHARF_EINVAL. */
-int sock_adopt_fd(int fd, int type, int *family);
+/* Checks that fd is a socket of type (and listening when listening is 1,
+ * not when 0; -1: either), reads its family (AF_INET, AF_INET6, AF_UNIX),
+ * then makes it non-blocking and close-on-exec. 0 or WHARF_EINVAL. */
+int sock_adopt_fd(int fd, int type, int listening, int *family);
 /* A new non-blocking, close-on-exec socket with WHARF_REUSE_PORT /
  * WHARF_V6ONLY applied (and SO_REUSEADDR when reuse_addr), bound to a
  * (NULL: not bound). The descriptor, or -errno. */
