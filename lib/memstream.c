@@ -8,6 +8,11 @@
  * record on its own stack into a FIFO (receivers, or senders holding their
  * item); whoever completes a waiter does the hand-off and the wake while
  * holding the mutex, and the waiter re-checks its record when it runs again.
+ *
+ * Beyond AnyIO: closing a handle also ends the waits of tasks blocked on
+ * that very handle, with WHARF_ECLOSED. In byte mode a chunk leaves its
+ * buffer slot when a receive starts on it; the rest of it stays first in
+ * line and counts in current_buffer_used.
  * Not for: stapling streams (stapled.c) or scheduling (sched.c).
  */
 #include "config.h"
@@ -254,8 +259,9 @@ static void ms_feed_partial(struct ms_state *st)
     }
 }
 
-/* Offers an item: to the first waiting receiver, else to the buffer.
- * Returns 0, WHARF_EWOULDBLOCK (no room) or -ENOMEM. */
+/* Offers an item: to the first waiting receiver, else to the buffer. t is
+ * the sending task, checked for cancellation (NULL: a nowait call). Returns
+ * 0, WHARF_EWOULDBLOCK (no room), WHARF_ECANCELLED or -ENOMEM. */
 static int ms_put(struct ms_state *st, void *item, struct task *t)
 {
     struct ms_waiter *w = waitq_first_live(&st->ms_receivers);
@@ -273,8 +279,9 @@ static int ms_put(struct ms_state *st, void *item, struct task *t)
 }
 
 /* Takes the next item: the partial chunk, the buffer's head (then the first
- * blocked sender's item joins the buffer), or a blocked sender's item.
- * Returns what ms_give returns, WHARF_EWOULDBLOCK or WHARF_EOF. */
+ * blocked sender's item joins the buffer), or a blocked sender's item. t as
+ * for ms_put. Returns what ms_give returns, WHARF_EWOULDBLOCK, WHARF_EOF or
+ * WHARF_ECANCELLED. */
 static ssize_t ms_take(struct ms_state *st, const struct ms_rx *rx, struct task *t)
 {
     struct ms_chunk *c = st->ms_partial;
@@ -692,7 +699,7 @@ static struct ms_state *ms_state_new(long max, bool bytes, void (*item_free)(voi
 
     if (!st)
         return NULL;
-    pthread_mutex_init(&st->ms_mtx, NULL);
+    sched_mutex_init(&st->ms_mtx);
     st->ms_max = max;
     st->ms_bytes = bytes;
     st->ms_item_free = bytes ? free : item_free;

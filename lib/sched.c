@@ -171,26 +171,41 @@ static void sched_run_ready(struct sched *s)
     }
 }
 
-/* Polls the wake queue for a short while; true when something came. */
+/* Polls the wake queue for a short while; true when something came (and
+ * was drained). */
 static bool sched_spin(struct sched *s)
 {
     double now = wharf_clock(), until = now + SCHED_SPIN;
-    bool pending;
 
     if (s->ntasks == 0 || now - s->last_remote > SCHED_SPIN_RECENT)
         return false;
-    pthread_mutex_lock(&s->rq_mtx);
-    s->spinning = true;
-    pthread_mutex_unlock(&s->rq_mtx);
     do {
-        if (__atomic_load_n(&s->rq_len, __ATOMIC_ACQUIRE) > 0)
-            break;
+        if (__atomic_load_n(&s->rq_len, __ATOMIC_ACQUIRE) > 0) {
+            sched_remote_drain(s);
+            return true;
+        }
         sched_cpu_relax();
     } while (wharf_clock() < until);
-    /* stop spinning and look once more under the lock: a waker that saw
-     * spinning set did not signal the event */
+    return false;
+}
+
+/* While awake, wakers from other threads only queue: this thread looks at
+ * the queue before it goes back to the loop (which may sleep in epoll).
+ * That saves an eventfd write, read and epoll round per message. */
+static void sched_set_awake(struct sched *s)
+{
     pthread_mutex_lock(&s->rq_mtx);
-    s->spinning = false;
+    s->awake = true;
+    pthread_mutex_unlock(&s->rq_mtx);
+}
+
+/* Leaves the awake state; true when wakes had arrived (now drained). */
+static bool sched_set_asleep(struct sched *s)
+{
+    bool pending;
+
+    pthread_mutex_lock(&s->rq_mtx);
+    s->awake = false;
     pending = s->rq_len > 0 || s->spawn_q || s->stop_requested;
     pthread_mutex_unlock(&s->rq_mtx);
     if (pending)
@@ -206,9 +221,15 @@ static void sched_run_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     s->run_pending = false;
     s->budget = SCHED_BUDGET;
-    do
+    sched_set_awake(s);
+    for (;;) {
         sched_run_ready(s);
-    while (TAILQ_EMPTY(&s->ready) && !(s->stopping && s->ntasks == 0) && sched_spin(s));
+        if (TAILQ_EMPTY(&s->ready) && !(s->stopping && s->ntasks == 0) && sched_spin(s))
+            continue;
+        if (!sched_set_asleep(s) || s->budget == 0)
+            break;
+        sched_set_awake(s);
+    }
     if (!TAILQ_EMPTY(&s->ready))
         sched_activate(s);
     if (s->stopping && s->ntasks == 0)
@@ -395,7 +416,7 @@ void task_wake_any(struct task *t)
     }
     s->rq[s->rq_len] = t;
     __atomic_store_n(&s->rq_len, s->rq_len + 1, __ATOMIC_RELEASE);
-    first = s->rq_len == 1 && !s->spinning;
+    first = s->rq_len == 1 && !s->awake;
     pthread_mutex_unlock(&s->rq_mtx);
     if (first)
         event_active(&s->rq_ev, EV_READ, 0);

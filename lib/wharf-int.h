@@ -145,7 +145,7 @@ struct sched {
     struct event rq_ev;
     struct spawn_req *spawn_q;  /* top-level tasks asked for by other threads */
     bool stop_requested;        /* by another thread: cancel everything, leave */
-    bool spinning;              /* polling rq instead of sleeping (under rq_mtx) */
+    bool awake;                 /* in its run loop: checks rq before sleeping (rq_mtx) */
     double last_remote;         /* when the last wake from another thread came */
     int budget;                 /* resumptions left before the loop polls I/O */
     struct task *dead;          /* finished task whose stack is still in use */
