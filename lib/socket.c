@@ -364,21 +364,28 @@ static int sock_getattr(struct wharf_stream *s, int attr, void *out, size_t *len
                            attr, out, len);
 }
 
-/* Wakes the tasks waiting on it (they see WHARF_ECLOSED) before the
- * descriptor goes, so that none of them touches a reused number. */
+/* Closes a socket that tasks may be waiting on: wakes them first (they then
+ * see WHARF_ECLOSED), so that none of them touches a reused number.
+ * Idempotent. */
+int sock_release(struct iowait *w, int *fd, bool *closed)
+{
+    int rc = 0;
+
+    if (*closed)
+        return 0;
+    *closed = true;
+    iowait_fini(w);
+    if (close(*fd) < 0 && errno != EINTR)
+        rc = -errno;
+    *fd = -1;
+    return rc;
+}
+
 static int sock_close(struct wharf_stream *s)
 {
     struct sock *k = (struct sock *)s;
-    int rc = 0;
 
-    if (k->sk_closed)
-        return 0;
-    k->sk_closed = true;
-    iowait_fini(&k->sk_iow);
-    if (close(k->sk_fd) < 0 && errno != EINTR)
-        rc = -errno;
-    k->sk_fd = -1;
-    return rc;
+    return sock_release(&k->sk_iow, &k->sk_fd, &k->sk_closed);
 }
 
 static void sock_free(struct wharf_stream *s)

@@ -191,20 +191,11 @@ static int udp_getattr(struct wharf_stream *s, int attr, void *out, size_t *len)
                            attr, out, len);
 }
 
-/* Wakes the waiting tasks before the descriptor goes (see socket.c). */
 static int udp_close(struct wharf_stream *s)
 {
     struct udp *u = (struct udp *)s;
-    int rc = 0;
 
-    if (u->u_closed)
-        return 0;
-    u->u_closed = true;
-    iowait_fini(&u->u_iow);
-    if (close(u->u_fd) < 0 && errno != EINTR)
-        rc = -errno;
-    u->u_fd = -1;
-    return rc;
+    return sock_release(&u->u_iow, &u->u_fd, &u->u_closed);
 }
 
 static void udp_free(struct wharf_stream *s)

@@ -266,6 +266,7 @@ int sock_open_bound(int family, int type, unsigned flags, bool reuse_addr,
 /* Suspends until w's descriptor is ready for events (WHARF_READABLE |
  * WHARF_WRITABLE). 0, WHARF_ECLOSED (iowait_fini ran), WHARF_ECANCELLED,
  * WHARF_EBUSY (another task waits for that direction). */
+int sock_release(struct iowait *w, int *fd, bool *closed);
 int sock_wait_fd(struct iowait *w, unsigned events);
 /* getattr for sockets: FAMILY, LOCAL_*, REMOTE_* (from peer; NULL: none),
  * FD. Ports are -ENOENT for AF_UNIX. */
