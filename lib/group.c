@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -217,9 +218,12 @@ void wharf_group_free(struct wharf_group *g)
 {
     if (!g)
         return;
-    if (!g->exited) {
-        /* freeing an open group is a programming error; make it safe */
-        wharf_group_exit(g, 0);
+    /* An open group still links its children's scopes: exit it first when
+     * the host frees it, and never free it from anywhere else. */
+    if (!g->exited && wharf_group_exit(g, 0) == WHARF_EINVAL) {
+        fprintf(stderr, "wharf: wharf_group_free on an open task group by a task "
+                "that is not its host; the group is left allocated\n");
+        return;
     }
     free(g->errs);
     free(g);

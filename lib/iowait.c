@@ -68,10 +68,11 @@ void iowait_fini(struct iowait *w)
         event_del(&w->ev);
         w->added = false;
     }
+    /* closing may happen on another thread than the waiters' worker */
     if (w->rd)
-        task_wake(w->rd);
-    if (w->wr)
-        task_wake(w->wr);
+        task_wake_any(w->rd);
+    if (w->wr && w->wr != w->rd)
+        task_wake_any(w->wr);
     w->rd = w->wr = NULL;
     w->fd = -1;
 }

@@ -285,11 +285,17 @@ struct task *task_spawn(struct sched *s, struct scope *parent, wharf_task_fn fn,
 static void task_finish(struct task *t)
 {
     struct sched *s = t->sched;
-    bool cancelled = task_cancelled(t);
+    bool cancelled;
 
-    /* scopes the task forgot to exit die with it */
-    while (t->scope != &t->root && t->scope)
-        scope_exit(t->scope, t, 0);
+    /* A scope or group the task did not exit lived in the frames that just
+     * returned: nothing about it can be trusted or unlinked any more. */
+    if (t->scope != &t->root) {
+        fprintf(stderr, "wharf: task %llu returned without exiting a cancel "
+                "scope or closing a task group it opened; aborting\n",
+                (unsigned long long)t->id);
+        abort();
+    }
+    cancelled = task_cancelled(t);
     scope_exit(&t->root, t, 0);
     scope_detach_task(t);
     if (t->group)
@@ -417,9 +423,10 @@ void task_wake_any(struct task *t)
     s->rq[s->rq_len] = t;
     __atomic_store_n(&s->rq_len, s->rq_len + 1, __ATOMIC_RELEASE);
     first = s->rq_len == 1 && !s->awake;
-    pthread_mutex_unlock(&s->rq_mtx);
+    /* signalled under the lock: the scheduler cannot be freed meanwhile */
     if (first)
         event_active(&s->rq_ev, EV_READ, 0);
+    pthread_mutex_unlock(&s->rq_mtx);
 }
 
 int sched_spawn_remote(struct sched *s, wharf_task_fn fn, void *arg)
@@ -433,8 +440,8 @@ int sched_spawn_remote(struct sched *s, wharf_task_fn fn, void *arg)
     pthread_mutex_lock(&s->rq_mtx);
     r->next = s->spawn_q;
     s->spawn_q = r;
-    pthread_mutex_unlock(&s->rq_mtx);
     event_active(&s->rq_ev, EV_READ, 0);
+    pthread_mutex_unlock(&s->rq_mtx);
     return 0;
 }
 
@@ -442,8 +449,8 @@ void sched_stop_remote(struct sched *s)
 {
     pthread_mutex_lock(&s->rq_mtx);
     s->stop_requested = true;
-    pthread_mutex_unlock(&s->rq_mtx);
     event_active(&s->rq_ev, EV_READ, 0);
+    pthread_mutex_unlock(&s->rq_mtx);
 }
 
 static void sched_spawn_pending(struct sched *s, struct spawn_req *r)
@@ -573,6 +580,8 @@ static void sched_timer_arm(struct sched *s)
     delta = at - wharf_clock();
     if (delta < 0)
         delta = 0;
+    if (delta > 1e9)
+        delta = 1e9;    /* ~30 years: re-armed when it fires; fits a time_t */
     /* round up so that the timer never fires just before the deadline */
     tv.tv_sec = (time_t)delta;
     tv.tv_usec = (suseconds_t)ceil((delta - (double)tv.tv_sec) * 1e6);
@@ -736,6 +745,9 @@ void sched_free(struct sched *s)
     free(s->deadlines);
     free(s->rq);
     free(s->rq_spare);
+    /* a waker from another thread may still be inside its critical section */
+    pthread_mutex_lock(&s->rq_mtx);
+    pthread_mutex_unlock(&s->rq_mtx);
     pthread_mutex_destroy(&s->rq_mtx);
     if (s->own_base)
         event_base_free(s->base);

@@ -12,7 +12,9 @@
  * and is idempotent; the handle stays valid and every later call returns
  * WHARF_ECLOSED. wharf_free() closes if needed and frees the handle. A
  * wrapper (buffered, stapled, text, TLS) owns the streams it wraps: closing
- * or freeing it closes or frees them.
+ * or freeing it closes or frees them. Closing wakes the other tasks blocked
+ * on the handle (they return WHARF_ECLOSED); free it only once they have
+ * returned, since they still read the handle on their way out.
  *
  * All blocking calls are cancellation checkpoints (wharf/task.h): they return
  * WHARF_ECANCELLED inside a cancelled scope. A cancelled receive loses no

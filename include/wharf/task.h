@@ -86,6 +86,9 @@ struct wharf_scope {
 int wharf_scope_enter(struct wharf_scope *sc, double deadline, unsigned flags);
 
 /* Exits the innermost scope, which must be `sc`; see above for the result.
+ * A task must exit every scope it entered (and close every group it opened)
+ * before it returns: one left behind aborts the process with a message,
+ * since it lived in stack frames that no longer exist.
  * Exiting a scope that is not the innermost is a programming error: it
  * returns WHARF_EINVAL and leaves the scopes as they are. */
 int wharf_scope_exit(struct wharf_scope *sc, int rc);
@@ -167,7 +170,10 @@ int wharf_group_exit(struct wharf_group *g, int rc);
 /* Copies up to n collected failures into errs; returns how many there are. */
 size_t wharf_group_errors(const struct wharf_group *g, int *errs, size_t n);
 
-/* Frees an exited group. NULL is ignored. */
+/* Frees an exited group. NULL is ignored. Called by the host on a group it
+ * has not exited, it exits it first (waiting for the children); called by
+ * any other task on an open group, it reports the misuse on stderr and frees
+ * nothing. Freeing a group twice is undefined. */
 void wharf_group_free(struct wharf_group *g);
 
 /* wharf_group_exit + wharf_group_free. */

@@ -1028,6 +1028,29 @@ static int t_misuse(void *arg)
 START_TEST(misuse) { TU_RUN(t_misuse, NULL); }
 END_TEST
 
+static int frees_the_group(void *arg)
+{
+    wharf_group_free(tg);   /* not the host: refused, nothing freed */
+    marker = 1;
+    return 0;
+}
+
+static int t_free_by_non_host(void *arg)
+{
+    double d = 0.05;
+
+    tg = wharf_group_open();
+    wharf_group_spawn(tg, sleep_then_set, &d);
+    wharf_group_spawn(tg, frees_the_group, NULL);
+    /* the group is intact: its children finish and it closes normally */
+    ck_assert_int_eq(wharf_group_close(tg, 0), 0);
+    ck_assert_int_eq(marker, 1);
+    ck_assert_int_eq(completed, 1);
+    return 0;
+}
+START_TEST(free_by_a_non_host_is_refused) { TU_RUN(t_free_by_non_host, NULL); }
+END_TEST
+
 START_TEST(outside_a_task)
 {
     struct wharf_scope sc;
@@ -1115,6 +1138,7 @@ static Suite *suite(void)
     tc = tcase_create("misuse");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, misuse);
+    tcase_add_test(tc, free_by_a_non_host_is_refused);
     tcase_add_test(tc, outside_a_task);
     suite_add_tcase(s, tc);
     return s;

@@ -348,8 +348,8 @@ static int overflow_main(void *arg)
     return wharf_group_close(g, 0);
 }
 
-/* Runs fn in a task in a child process; returns what it printed on stderr
- * and checks that it died of SIGABRT (or, under ASan, a sanitizer exit). */
+/* Runs fn in a task in a child process and checks that it did not survive
+ * and that its stderr names the problem (`want`). */
 static void expect_reported_crash(wharf_task_fn fn, const char *want)
 {
     int p[2];
@@ -377,12 +377,40 @@ static void expect_reported_crash(wharf_task_fn fn, const char *want)
     ck_assert_msg(!(WIFEXITED(status) && WEXITSTATUS(status) == 0),
                   "the child survived a stack overflow");
     ck_assert_msg(strstr(out, want) || strstr(out, "stack-overflow"),
-                  "stack overflow not reported; stderr was: %s", out);
+                  "\"%s\" not reported; stderr was: %s", want, out);
 }
 
 START_TEST(stack_overflow_is_reported)
 {
     expect_reported_crash(overflow_task, "task stack overflow");
+}
+END_TEST
+
+static int forgets_its_scope(void *arg)
+{
+    struct wharf_scope sc;
+
+    wharf_move_on_after(&sc, 10);
+    return 0;       /* returns inside the scope: a programming error */
+}
+
+START_TEST(returning_inside_a_scope_is_reported)
+{
+    expect_reported_crash(forgets_its_scope, "without exiting a cancel scope");
+}
+END_TEST
+
+static int forgets_its_group(void *arg)
+{
+    struct wharf_group *g = wharf_group_open();
+
+    (void)g;
+    return 0;
+}
+
+START_TEST(returning_with_an_open_group_is_reported)
+{
+    expect_reported_crash(forgets_its_group, "closing a task group");
 }
 END_TEST
 
@@ -442,6 +470,8 @@ static Suite *suite(void)
     tcase_add_test(tc, stack_size_is_configurable);
     tcase_add_test(tc, stack_overflow_is_reported);
     tcase_add_test(tc, stack_canary_is_checked);
+    tcase_add_test(tc, returning_inside_a_scope_is_reported);
+    tcase_add_test(tc, returning_with_an_open_group_is_reported);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
