@@ -77,24 +77,15 @@ static void *pool_main(void *arg)
     return NULL;
 }
 
-int threadpool_run(int (*fn)(void *), void *arg)
+/* Queues j and makes sure a thread will take it. False when no thread
+ * could be started at all (j is then not queued). Under pool_mtx. */
+static bool pool_submit(struct pool_job *j)
 {
-    struct task *t = task_current();
-    struct pool_job j;
-    bool done;
-
-    if (!t)
-        return fn(arg);
-    memset(&j, 0, sizeof(j));
-    j.fn = fn;
-    j.arg = arg;
-    j.task = t;
-    pthread_mutex_lock(&pool_mtx);
     if (pool_tail)
-        pool_tail->next = &j;
+        pool_tail->next = j;
     else
-        pool_head = &j;
-    pool_tail = &j;
+        pool_head = j;
+    pool_tail = j;
     if (pool_idle == 0 && pool_threads < POOL_MAX) {
         pthread_t th;
         pthread_attr_t a;
@@ -106,21 +97,45 @@ int threadpool_run(int (*fn)(void *), void *arg)
         pthread_attr_destroy(&a);
     }
     if (pool_threads == 0) {
-        /* no thread could be started: run it here rather than never */
         pool_take();
-        pthread_mutex_unlock(&pool_mtx);
-        return fn(arg);
+        return false;
     }
     pthread_cond_signal(&pool_cond);
-    pthread_mutex_unlock(&pool_mtx);
+    return true;
+}
+
+static void pool_wait(struct pool_job *j)
+{
+    bool done;
+
     for (;;) {
         pthread_mutex_lock(&pool_mtx);
-        done = j.done;
+        done = j->done;
         pthread_mutex_unlock(&pool_mtx);
         if (done)
-            break;
+            return;
         task_block_uncancellable();
     }
+}
+
+int threadpool_run(int (*fn)(void *), void *arg)
+{
+    struct task *t = task_current();
+    struct pool_job j;
+    bool queued;
+
+    if (!t)
+        return fn(arg);
+    memset(&j, 0, sizeof(j));
+    j.fn = fn;
+    j.arg = arg;
+    j.task = t;
+    pthread_mutex_lock(&pool_mtx);
+    queued = pool_submit(&j);
+    pthread_mutex_unlock(&pool_mtx);
+    if (!queued)
+        return fn(arg);     /* no thread could be started: here, rather than never */
+    pool_wait(&j);
     return j.rc;
 }
 
