@@ -1,0 +1,121 @@
+/*
+ * wharfd.h: the table of contents of the daemon. Each section lists what
+ * one file of src/ offers the others; the public plugin API is in
+ * include/wharf/, not here.
+ */
+#ifndef WHARFD_H
+#define WHARFD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+
+/* conf.c ----------------------------------------------------------------- */
+
+/* A generation of the configuration: built by conf_load, never changed
+ * afterwards, shared by everything that started under it (SIGHUP builds a
+ * new one and swaps it in only when it is fully valid). */
+
+enum conf_kind { CONF_KIND_NONE = -1, CONF_TCP, CONF_UNIX, CONF_UDP };
+enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARNING, CONF_LOG_INFO, CONF_LOG_DEBUG };
+enum conf_tls_version { CONF_TLS_1_2, CONF_TLS_1_3 };
+enum conf_verify { CONF_VERIFY_NONE, CONF_VERIFY_OPTIONAL, CONF_VERIFY_REQUIRE };
+
+struct conf_limits {
+    long lim_max_connections;
+    double lim_handshake_timeout;   /* seconds */
+    double lim_idle_timeout;
+    double lim_drain_timeout;
+};
+
+/* One certificate chain and its key (absolute paths, not read yet). The
+ * setting paths let the TLS code report "cannot read" against the line. */
+struct conf_cert {
+    char *cert_file;
+    char *cert_key_file;
+    char *cert_setting;             /* e.g. "listeners.[1].tls.certificates.[0]" */
+};
+
+struct conf_tls {
+    struct conf_cert *tls_certs;    /* the first is the default (no SNI match) */
+    size_t tls_ncerts;
+    int tls_min_version;            /* enum conf_tls_version */
+    char *tls_ciphers;              /* NULL: the built-in modern list */
+    char *tls_ciphersuites;         /* NULL: OpenSSL's default */
+    char **tls_alpn;                /* server preference order */
+    size_t tls_nalpn;
+    char *tls_client_ca;            /* NULL: none */
+    int tls_verify_client;          /* enum conf_verify */
+    bool tls_session_tickets;
+    char **tls_ticket_keys;         /* the first encrypts, all decrypt */
+    size_t tls_nticket_keys;
+    bool tls_ragged_eof;
+    bool tls_autostart;
+    /* the shorthand certificate/key, folded into tls_certs by the loader */
+    char *tls_cert_file;
+    char *tls_key_file;
+};
+
+struct conf_listener {
+    char *lst_name;
+    char *lst_setting;              /* "listeners.[N]", for messages */
+    int lst_line;
+    int lst_kind;                   /* enum conf_kind */
+    char *lst_address;              /* as written: "127.0.0.1:80", the UNIX path */
+    struct sockaddr_storage lst_addr;   /* TCP/UDP only */
+    socklen_t lst_addrlen;
+    unsigned lst_unix_mode;         /* 0: leave the umask's */
+    long lst_backlog;
+    bool lst_proxy_protocol;
+    struct conf_limits lst_limits;  /* the global ones with this listener's overrides */
+    struct conf_tls *lst_tls;       /* NULL: plain */
+    char *lst_plugin;
+    json_t *lst_options;            /* the handler group without "plugin": always an object */
+};
+
+struct conf {
+    char *conf_file;                /* as given on the command line */
+    char *conf_dir;                 /* absolute; relative paths were resolved against it */
+    long conf_workers;              /* 0: one per CPU (resolved by the caller) */
+    char *conf_user;                /* NULL: do not drop privileges */
+    char *conf_plugin_dir;
+    int conf_log_level;             /* enum conf_log_level */
+    char *conf_log_file;            /* NULL: stderr/syslog */
+    struct conf_limits conf_limits;
+    struct conf_listener *conf_listeners;
+    size_t conf_nlisteners;
+    json_t *conf_lines;             /* setting path -> line, every setting of the file */
+};
+
+/* Problems found, one formatted line each, sorted by line (file order). */
+struct conf_error {
+    int ce_line;
+    char *ce_text;                  /* "FILE:LINE: SETTING: what is wrong" */
+};
+
+struct conf_errors {
+    struct conf_error *err_items;
+    size_t err_count;
+};
+
+/* Reads and validates path. Returns 0 with *out set, or -1 with *out NULL
+ * and at least one message added to errs (the caller exits 78). */
+int conf_load(const char *path, struct conf **out, struct conf_errors *errs);
+void conf_free(struct conf *conf);
+/* The line of a setting ("listeners.[0].handler.max_line"), 0 if absent. */
+int conf_line(const struct conf *conf, const char *setting);
+/* Adds "FILE:LINE: SETTING: message" for a setting of conf, for the later
+ * stages (certificates, plugins) that report against the file. */
+void conf_report(const struct conf *conf, struct conf_errors *errs,
+                 const char *setting, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+const struct conf_listener *conf_listener_find(const struct conf *conf, const char *name);
+
+struct conf_errors *conf_errors_new(void);
+void conf_errors_free(struct conf_errors *errs);
+void conf_errors_add(struct conf_errors *errs, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif /* WHARFD_H */
