@@ -349,3 +349,52 @@ int addr_pick_local(const struct addr_set *locals, bool have_host, int family,
     }
     return -EAFNOSUPPORT;
 }
+
+/* ---- connecting: resolve, then try each address in turn ----------------- */
+
+/* Tries each remote address with a local address of its family; the first
+ * that connects is wrapped. The last failure when none does. */
+static int addr_connect_any(const struct addr_connector *c, const struct addr_set *remotes,
+                            const struct addr_set *locals, bool want_local,
+                            bool have_host, unsigned local_port, struct wharf_stream **out)
+{
+    int rc = -EAFNOSUPPORT;
+
+    for (size_t i = 0; i < remotes->n; i++) {
+        const struct addr_one *a = &remotes->v[i];
+        struct addr_one local;
+        int fd;
+
+        if (want_local && addr_pick_local(locals, have_host, a->ss.ss_family,
+                                          local_port, &local) < 0)
+            continue;
+        fd = c->connect_one(a, want_local ? &local : NULL);
+        if (fd >= 0)
+            return c->wrap(fd, a, out);
+        rc = fd;
+        if (rc == WHARF_ECANCELLED)
+            break;
+    }
+    return rc;
+}
+
+int addr_connect(const struct addr_connector *c, const char *host, unsigned port,
+                 const char *local_host, unsigned local_port, struct wharf_stream **out)
+{
+    struct addr_set *sets;
+    int rc;
+
+    /* two sets are 2 KiB: keep them off the task's stack */
+    if (!(sets = calloc(2, sizeof(*sets))))
+        return -ENOMEM;
+    rc = addr_resolve(host, port, c->socktype, &sets[0]);
+    if (rc == 0 && local_host)
+        rc = addr_resolve(local_host, local_port, c->socktype, &sets[1]);
+    if (rc == 0 && task_current())
+        rc = wharf_checkpoint_if_cancelled();   /* resolving may have taken a while */
+    if (rc == 0)
+        rc = addr_connect_any(c, &sets[0], &sets[1], local_host || local_port,
+                              local_host != NULL, local_port, out);
+    free(sets);
+    return rc;
+}

@@ -487,52 +487,22 @@ static int sock_connect_one(const struct addr_one *a, const struct addr_one *loc
     return rc;
 }
 
-/* Tries each remote address in turn; the last failure if none answers. */
-static int sock_connect_any(const struct addr_set *remotes, const struct addr_set *locals,
-                            bool want_local, bool have_host, unsigned local_port,
-                            struct wharf_stream **out)
+static int sock_wrap_connected(int fd, const struct addr_one *remote,
+                               struct wharf_stream **out)
 {
-    int rc = -EAFNOSUPPORT;
-
-    for (size_t i = 0; i < remotes->n; i++) {
-        const struct addr_one *a = &remotes->v[i];
-        struct addr_one local;
-        int fd;
-
-        if (want_local && addr_pick_local(locals, have_host, a->ss.ss_family,
-                                          local_port, &local) < 0)
-            continue;
-        fd = sock_connect_one(a, want_local ? &local : NULL);
-        if (fd >= 0)
-            return sock_wrap(fd, a->ss.ss_family, false, a, out);
-        rc = fd;
-        if (rc == WHARF_ECANCELLED)
-            break;
-    }
-    return rc;
+    return sock_wrap(fd, remote->ss.ss_family, false, remote, out);
 }
+
+static const struct addr_connector sock_tcp_connector = {
+    SOCK_STREAM, sock_connect_one, sock_wrap_connected,
+};
 
 int wharf_tcp_connect(const char *host, unsigned port, const char *local_host,
                       unsigned local_port, struct wharf_stream **out)
 {
-    struct addr_set *sets;
-    int rc;
-
     if (!host || !out || port == 0 || port > 65535 || local_port > 65535 || !task_current())
         return WHARF_EINVAL;
-    /* two sets are 2 KiB: keep them off the task's stack */
-    if (!(sets = calloc(2, sizeof(*sets))))
-        return -ENOMEM;
-    rc = addr_resolve(host, port, SOCK_STREAM, &sets[0]);
-    if (rc == 0 && local_host)
-        rc = addr_resolve(local_host, local_port, SOCK_STREAM, &sets[1]);
-    if (rc == 0)
-        rc = wharf_checkpoint_if_cancelled();
-    if (rc == 0)
-        rc = sock_connect_any(&sets[0], &sets[1], local_host || local_port,
-                              local_host != NULL, local_port, out);
-    free(sets);
-    return rc;
+    return addr_connect(&sock_tcp_connector, host, port, local_host, local_port, out);
 }
 
 /* ---- UNIX paths ---------------------------------------------------------- */

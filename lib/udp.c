@@ -241,50 +241,25 @@ static int udp_connect_one(const struct addr_one *a, const struct addr_one *loca
     return fd;
 }
 
-/* Tries each remote address in turn (a UDP connect only picks a route, so
- * the first with a usable local address normally wins). */
-static int udp_connect_any(const struct addr_set *remotes, const struct addr_set *locals,
-                           bool want_local, bool have_host, unsigned local_port,
-                           struct wharf_stream **out)
+static int udp_wrap_connected(int fd, const struct addr_one *remote,
+                              struct wharf_stream **out)
 {
-    int rc = -EAFNOSUPPORT;
-
-    for (size_t i = 0; i < remotes->n; i++) {
-        const struct addr_one *a = &remotes->v[i];
-        struct addr_one local;
-        int fd;
-
-        if (want_local && addr_pick_local(locals, have_host, a->ss.ss_family,
-                                          local_port, &local) < 0)
-            continue;
-        fd = udp_connect_one(a, want_local ? &local : NULL);
-        if (fd >= 0)
-            return udp_wrap(fd, a->ss.ss_family, a, out);
-        rc = fd;
-    }
-    return rc;
+    return udp_wrap(fd, remote->ss.ss_family, remote, out);
 }
+
+static const struct addr_connector udp_connector = {
+    SOCK_DGRAM, udp_connect_one, udp_wrap_connected,
+};
 
 int wharf_udp_connect(const char *remote_host, unsigned remote_port,
                       const char *local_host, unsigned local_port,
                       struct wharf_stream **out)
 {
-    struct addr_set *sets;
-    int rc;
-
     if (!remote_host || !out || remote_port == 0 || remote_port > 65535 ||
         local_port > 65535)
         return WHARF_EINVAL;
-    if (!(sets = calloc(2, sizeof(*sets))))
-        return -ENOMEM;
-    rc = addr_resolve(remote_host, remote_port, SOCK_DGRAM, &sets[0]);
-    if (rc == 0 && local_host)
-        rc = addr_resolve(local_host, local_port, SOCK_DGRAM, &sets[1]);
-    if (rc == 0)
-        rc = udp_connect_any(&sets[0], &sets[1], local_host || local_port,
-                             local_host != NULL, local_port, out);
-    free(sets);
-    return rc;
+    return addr_connect(&udp_connector, remote_host, remote_port, local_host,
+                        local_port, out);
 }
 
 int wharf_udp_from_fd(int fd, struct wharf_stream **out)

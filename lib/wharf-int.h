@@ -252,6 +252,17 @@ int addr_pick_local(const struct addr_set *locals, bool have_host, int family,
                     unsigned port, struct addr_one *out);
 /* The port of an IPv4/IPv6 address; -ENOENT for other families. */
 int addr_port(const struct sockaddr *sa);
+/* How socket.c and udp.c make one connection attempt and wrap its fd. */
+struct addr_connector {
+    int socktype;
+    int (*connect_one)(const struct addr_one *remote, const struct addr_one *local);
+    int (*wrap)(int fd, const struct addr_one *remote, struct wharf_stream **out);
+};
+/* Resolves host (and local_host), then tries each address in turn with a
+ * local address of its family (when local_host or local_port is given).
+ * 0, or the last failure (-ECONNREFUSED ...), WHARF_ECANCELLED, -ENOMEM. */
+int addr_connect(const struct addr_connector *c, const char *host, unsigned port,
+                 const char *local_host, unsigned local_port, struct wharf_stream **out);
 
 /* socket.c: descriptor helpers shared with udp.c */
 /* Checks that fd is a socket of type (and listening when listening is 1,
