@@ -32,26 +32,10 @@ enum { K_TCP4, K_TCP6, K_UNIX };
 
 /* ---- fixtures ------------------------------------------------------------ */
 
-static bool ipv6_ok(void)
-{
-    struct sockaddr_in6 a;
-    int fd = socket(AF_INET6, SOCK_STREAM, 0);
-    bool ok;
-
-    if (fd < 0)
-        return false;
-    memset(&a, 0, sizeof(a));
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
 /* Whether the transport can be tried here; a note when it cannot. */
 static bool kind_usable(int kind)
 {
-    if (kind != K_TCP6 || ipv6_ok())
+    if (kind != K_TCP6 || tu_ipv6_loopback_ok(SOCK_STREAM))
         return true;
     printf("note: ::1 is not usable here, IPv6 case passes without running\n");
     return false;

@@ -18,25 +18,9 @@
 
 enum { K_UDP4, K_UDP6 };
 
-static bool ipv6_ok(void)
-{
-    struct sockaddr_in6 a;
-    int fd = socket(AF_INET6, SOCK_DGRAM, 0);
-    bool ok;
-
-    if (fd < 0)
-        return false;
-    memset(&a, 0, sizeof(a));
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
 static bool kind_usable(int kind)
 {
-    if (kind != K_UDP6 || ipv6_ok())
+    if (kind != K_UDP6 || tu_ipv6_loopback_ok(SOCK_DGRAM))
         return true;
     printf("note: ::1 is not usable here, IPv6 case passes without running\n");
     return false;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "testutil.h"
 
@@ -35,4 +37,20 @@ const char *tu_tmpdir(void)
         }
     }
     return dir;
+}
+
+bool tu_ipv6_loopback_ok(int socktype)
+{
+    struct sockaddr_in6 a;
+    int fd = socket(AF_INET6, socktype, 0);
+    bool ok;
+
+    if (fd < 0)
+        return false;
+    memset(&a, 0, sizeof(a));
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
 }

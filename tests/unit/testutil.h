@@ -7,6 +7,7 @@
 #define WHARF_TESTUTIL_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <wharf/wharf.h>
 
@@ -24,6 +25,10 @@
 
 /* Runs the suite, prints Check's summary, returns the process exit code. */
 int tu_run_suite(Suite *s);
+
+/* Whether ::1 can be bound with a socket of type socktype here (IPv6 may be
+ * off in a container); tests of IPv6 cases skip with a note when not. */
+bool tu_ipv6_loopback_ok(int socktype);
 
 /* A temporary directory for the test (removed by the caller's cleanup). */
 const char *tu_tmpdir(void);
