@@ -5,7 +5,7 @@
  * invalid input (overlong forms, surrogates, beyond U+10FFFF), replacement
  * by maximal subparts, misuse and cancellation.
  *
- * The tests run over a scripted byte stream defined below: the test hands
+ * The tests run over a scripted byte stream (scripted.c): the test hands
  * it exact chunks, so where a chunk ends is under the test's control.
  */
 #include "config.h"
@@ -13,171 +13,9 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "wharf-int.h"
+#include "scripted.h"
 
 #define FFFD "\xef\xbf\xbd"
-
-/* ---- a scripted byte stream ----------------------------------------------
- * receive hands out the queued chunks in order (the rest of a chunk that
- * does not fit stays for the next call) and waits while none is queued;
- * after script_end() it reports WHARF_EOF. With a peer, send queues on the
- * peer (a one-way pipe); without one, sent bytes are kept in sc_sent. */
-struct chunk {
-    unsigned char data[64];
-    size_t len, off;
-};
-
-struct script {
-    struct wharf_stream sc_head;
-    struct chunk sc_q[64];
-    size_t sc_first, sc_n;
-    bool sc_eof, sc_closed, sc_sent_eof;
-    struct task *sc_waiter;
-    struct script *sc_peer;
-    unsigned char sc_sent[256];
-    size_t sc_nsent;
-};
-
-/* Per forked test: how often scripts were closed (for real) and freed. */
-static int script_closes, script_frees;
-
-static struct script *script_of(struct wharf_stream *s)
-{
-    return (struct script *)s;
-}
-
-static void script_wake(struct script *sc)
-{
-    if (sc->sc_waiter)
-        task_wake(sc->sc_waiter);
-}
-
-static void script_push(struct wharf_stream *s, const void *data, size_t len)
-{
-    struct script *sc = script_of(s);
-    struct chunk *c;
-
-    if (len == 0)
-        return;     /* a byte stream has no empty chunks */
-    ck_assert_uint_lt(sc->sc_first + sc->sc_n, 64);
-    ck_assert_uint_le(len, sizeof(c->data));
-    c = &sc->sc_q[sc->sc_first + sc->sc_n++];
-    memcpy(c->data, data, len);
-    c->len = len;
-    c->off = 0;
-    script_wake(sc);
-}
-
-static void script_push_str(struct wharf_stream *s, const char *str)
-{
-    script_push(s, str, strlen(str));
-}
-
-static void script_end(struct wharf_stream *s)
-{
-    script_of(s)->sc_eof = true;
-    script_wake(script_of(s));
-}
-
-static ssize_t script_receive_nowait(struct wharf_stream *s, void *buf, size_t max)
-{
-    struct script *sc = script_of(s);
-    struct chunk *c = &sc->sc_q[sc->sc_first];
-    size_t n;
-
-    if (sc->sc_closed)
-        return WHARF_ECLOSED;
-    if (sc->sc_n == 0)
-        return sc->sc_eof ? WHARF_EOF : WHARF_EWOULDBLOCK;
-    n = c->len - c->off < max ? c->len - c->off : max;
-    memcpy(buf, c->data + c->off, n);
-    if ((c->off += n) == c->len) {
-        sc->sc_first++;
-        sc->sc_n--;
-    }
-    return (ssize_t)n;
-}
-
-static ssize_t script_receive(struct wharf_stream *s, void *buf, size_t max)
-{
-    struct script *sc = script_of(s);
-    ssize_t r;
-    int rc;
-
-    while ((r = script_receive_nowait(s, buf, max)) == WHARF_EWOULDBLOCK) {
-        sc->sc_waiter = task_current();
-        rc = task_block();
-        sc->sc_waiter = NULL;
-        if (rc)
-            return rc;
-    }
-    return r;
-}
-
-static int script_send(struct wharf_stream *s, const void *buf, size_t len)
-{
-    struct script *sc = script_of(s);
-
-    if (sc->sc_closed)
-        return WHARF_ECLOSED;
-    if (sc->sc_peer) {
-        script_push(&sc->sc_peer->sc_head, buf, len);
-        return 0;
-    }
-    ck_assert_uint_le(sc->sc_nsent + len, sizeof(sc->sc_sent));
-    memcpy(sc->sc_sent + sc->sc_nsent, buf, len);
-    sc->sc_nsent += len;
-    return 0;
-}
-
-static int script_send_eof(struct wharf_stream *s)
-{
-    if (script_of(s)->sc_closed)
-        return WHARF_ECLOSED;
-    script_of(s)->sc_sent_eof = true;
-    return 0;
-}
-
-static int script_close(struct wharf_stream *s)
-{
-    struct script *sc = script_of(s);
-
-    if (sc->sc_closed)
-        return 0;
-    sc->sc_closed = true;
-    script_closes++;
-    if (sc->sc_peer)
-        script_end(&sc->sc_peer->sc_head);
-    script_wake(sc);
-    return 0;
-}
-
-static void script_free(struct wharf_stream *s)
-{
-    free(s);
-    script_frees++;
-}
-
-static const struct wharf_stream_ops script_ops = {
-    .size = sizeof(struct wharf_stream_ops),
-    .kind = "script",
-    .guard = WHARF_GUARD_RECEIVE,
-    .receive = script_receive,
-    .send = script_send,
-    .receive_nowait = script_receive_nowait,
-    .send_eof = script_send_eof,
-    .close = script_close,
-    .free = script_free,
-};
-
-static struct wharf_stream *script_new(void)
-{
-    struct script *sc = calloc(1, sizeof(*sc));
-
-    ck_assert_ptr_nonnull(sc);
-    wharf_stream_init(&sc->sc_head, &script_ops, NULL);
-    return &sc->sc_head;
-}
 
 /* A text stream over a new script; *inner is the script. */
 static struct wharf_stream *text_script(struct wharf_stream **inner, unsigned flags)
@@ -242,10 +80,12 @@ START_TEST(receive_encoding_error) { TU_RUN(t_receive_encoding_error, NULL); }
 END_TEST
 
 /* TextStream over a stapled pipe: what it sends comes out of the pipe's
- * receiving end; what is sent into the pipe comes out as text. */
+ * receiving end; what is sent into the pipe comes out as text. The scripts
+ * have no WHARF_ATTR_FD (SCRIPT_NO_FD), so the lookup ends in -ENOENT. */
 static int t_bidirectional_stream(void *arg)
 {
-    struct wharf_stream *tx = script_new(), *rx = script_new(), *t;
+    struct wharf_stream *tx = script_new_opts(SCRIPT_NO_FD);
+    struct wharf_stream *rx = script_new_opts(SCRIPT_NO_FD), *t;
     char buf[16];
     int v;
 
