@@ -943,6 +943,7 @@ static void listener_free(struct conf_listener *l)
     free(l->lst_plugin);
     json_decref(l->lst_options);
     tls_free(l->lst_tls);
+    plugin_unref(&l->lst_inst);
 }
 
 const struct conf_listener *conf_listener_find(const struct conf *conf, const char *name)

@@ -11,6 +11,10 @@
 #include <sys/socket.h>
 
 #include <jansson.h>
+#include <stdatomic.h>
+#include <wharf/plugin.h>
+
+struct plugin_inst;
 
 /* conf.c ----------------------------------------------------------------- */
 
@@ -73,6 +77,7 @@ struct conf_listener {
     struct conf_tls *lst_tls;       /* NULL: plain */
     char *lst_plugin;
     json_t *lst_options;            /* the handler group without "plugin": always an object */
+    struct plugin_inst *lst_inst;   /* set by plugin_load_all; conf_free unrefs it */
 };
 
 struct conf {
@@ -117,5 +122,47 @@ struct conf_errors *conf_errors_new(void);
 void conf_errors_free(struct conf_errors *errs);
 void conf_errors_add(struct conf_errors *errs, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* plugin.c --------------------------------------------------------------- */
+
+/* One plugin instance: what init returned for one listener of one
+ * generation, with the shared object it came from. Refcounted by the
+ * generation (conf_listener.lst_inst) and by each connection, from any
+ * worker: the last plugin_unref calls fini, then dlclose. */
+struct plugin_inst {
+    void *pi_handle;                        /* dlopen's */
+    const struct wharf_plugin *pi_desc;     /* inside pi_handle's object */
+    void *pi_instance;                      /* init's */
+    atomic_long pi_refs;
+};
+
+/* Why plugin_open failed: a one-line message, and the option init blamed
+ * ("" when none), for the caller to point at its line. */
+struct plugin_error {
+    char pe_key[64];
+    char pe_message[1024];
+};
+
+/* Loads PLUGIN_DIR/NAME.so and makes an instance for a listener of
+ * env->kind with options. Returns 0 with *out holding one reference, or -1
+ * with *out NULL, err filled in, and the object dlclosed: cannot load,
+ * no descriptor, incompatible API, descriptor too small, no handler for
+ * the kind, no init, or init rejecting the options. */
+int plugin_open(const char *plugin_dir, const char *name,
+                const struct wharf_plugin_env *env, json_t *options,
+                struct plugin_inst **out, struct plugin_error *err);
+/* The descriptor checks of plugin_open (API version, size, handler for
+ * kind, init), on their own so that tests can feed any descriptor.
+ * Returns 0, or -1 with err->pe_message set. */
+int plugin_check(const char *name, const char *path, const struct wharf_plugin *d,
+                 int kind, struct plugin_error *err);
+struct plugin_inst *plugin_ref(struct plugin_inst *p);
+/* Drops a reference and clears *pp; NULL is fine. */
+void plugin_unref(struct plugin_inst **pp);
+/* Opens the plugin of every listener of a fresh generation, reporting each
+ * failure against the listener's handler settings (every listener is
+ * tried). Returns 0, or -1 when anything was reported; instances already
+ * made stay with conf and go with conf_free. */
+int plugin_load_all(struct conf *conf, struct conf_errors *errs);
 
 #endif /* WHARFD_H */
