@@ -934,7 +934,7 @@ static void parse_listeners(struct load *ld, config_setting_t *s)
         lst_parse(ld, config_setting_get_elem(s, i), &conf->conf_listeners[i]);
 }
 
-static void listener_free(struct conf_listener *l)
+static void conf_listener_free(struct conf_listener *l)
 {
     fields_free(listener_fields, l);
     free(l->lst_name);
@@ -1019,7 +1019,7 @@ void conf_free(struct conf *conf)
     if (!conf)
         return;
     for (i = 0; i < conf->conf_nlisteners; i++)
-        listener_free(&conf->conf_listeners[i]);
+        conf_listener_free(&conf->conf_listeners[i]);
     free(conf->conf_listeners);
     fields_free(top_fields, conf);
     json_decref(conf->conf_lines);

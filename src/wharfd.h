@@ -15,6 +15,9 @@
 #include <wharf/plugin.h>
 
 struct plugin_inst;
+struct event;
+struct event_base;
+struct wharf_stream;
 
 /* conf.c ----------------------------------------------------------------- */
 
@@ -164,5 +167,162 @@ void plugin_unref(struct plugin_inst **pp);
  * tried). Returns 0, or -1 when anything was reported; instances already
  * made stay with conf and go with conf_free. */
 int plugin_load_all(struct conf *conf, struct conf_errors *errs);
+
+/* log.c ------------------------------------------------------------------ */
+
+enum log_dest { LOG_DEST_STDERR, LOG_DEST_JOURNAL, LOG_DEST_SYSLOG, LOG_DEST_FILE };
+
+/* Opens the log at level (enum conf_log_level): log_file when set (even
+ * with -f), else stderr when foreground or when stderr is the journal,
+ * else syslog. Returns 0 or -errno (the file cannot be opened). */
+int log_open(int level, bool foreground, const char *file);
+/* SIGUSR1: reopens log_file under the same descriptor. 0 or -errno. */
+int log_reopen(void);
+void log_close(void);
+/* Whether log lines go to stderr (plain or the journal). */
+bool log_to_stderr(void);
+void log_set_level(int level);
+bool log_enabled(int level);
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_error(...) log_msg(CONF_LOG_ERROR, __VA_ARGS__)
+#define log_warning(...) log_msg(CONF_LOG_WARNING, __VA_ARGS__)
+#define log_info(...) log_msg(CONF_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(CONF_LOG_DEBUG, __VA_ARGS__)
+
+/* At most one line per second through one limiter (one per listener), from
+ * any number of threads; the next line says how many were left out. */
+struct log_limit {
+    atomic_long ll_second;
+    atomic_ulong ll_suppressed;
+};
+void log_limited(struct log_limit *l, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* listener.c ------------------------------------------------------------- */
+
+struct server;
+struct worker;
+struct wharf_group;
+struct wharf_scope;
+
+/* The counters of one listener on one worker. Only that worker writes them
+ * (ctr_add: no locked instruction); readers sum the workers' blocks. */
+struct lst_counters {
+    atomic_ulong lc_accepted;
+    atomic_ulong lc_closed;
+    atomic_ulong lc_rejected;       /* over max_connections */
+    atomic_ulong lc_errors;
+    atomic_ulong lc_timeouts;       /* ended by idle_timeout */
+    atomic_ulong lc_bytes_in;
+    atomic_ulong lc_bytes_out;
+    atomic_ulong lc_datagrams_in;
+    atomic_ulong lc_datagrams_out;
+} __attribute__((aligned(64)));
+
+static inline void ctr_add(atomic_ulong *c, unsigned long n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* What a connection keeps of the listener generation it started under:
+ * settings and the plugin instance. Refcounted from any thread. */
+struct lgen {
+    atomic_long lg_refs;
+    char *lg_name;
+    int lg_kind;                    /* enum conf_kind */
+    struct conf_limits lg_limits;
+    struct plugin_inst *lg_inst;
+};
+
+/* One listener on one worker: the accept loop (or the datagram handler)
+ * and the task group its connections live in. Touched only on its worker,
+ * except lw_lst / lw_srv / lw_index, fixed at creation. */
+struct lworker {
+    struct listener *lw_lst;
+    struct server *lw_srv;
+    unsigned lw_index;
+    struct worker *lw_worker;
+    int lw_fd;                      /* given to the task, which adopts it */
+    struct lgen *lw_gen;            /* this worker's reference */
+    struct lst_counters *lw_ctr;
+    struct wharf_group *lw_group;   /* while the task runs */
+    struct wharf_scope *lw_accept;  /* while it accepts */
+    bool lw_stopping;
+    bool lw_hard;                   /* cancel the connections now */
+    atomic_bool lw_hard_req;        /* asked for by the main thread */
+    bool lw_done;
+};
+
+/* A listener of the running set: its sockets and what survives a reload
+ * that keeps it (counters, the active count, the log limiter). */
+struct listener {
+    char *lst_name;
+    int lst_kind;                   /* enum conf_kind */
+    char *lst_address;              /* as configured */
+    int *lst_fds;                   /* TCP/UDP: one per worker; UNIX: one */
+    size_t lst_nfds;
+    bool lst_unlink;                /* a UNIX socket file we made */
+    atomic_long lst_active;         /* open connections, all workers */
+    struct log_limit lst_log;
+    struct lst_counters *lst_ctr;   /* [nworkers] */
+    struct lworker *lst_workers;    /* [nworkers] */
+    unsigned lst_nworkers;
+    struct lgen *lst_gen;           /* the current generation */
+};
+
+struct lgen *lgen_new(const struct conf_listener *cl);
+struct lgen *lgen_ref(struct lgen *g);
+void lgen_unref(struct lgen **gp);
+/* Binds cl's sockets for nworkers workers. Returns 0 with *out, or -errno
+ * with *what naming the call that failed ("bind", "listen", ...). */
+int listener_new(const struct conf_listener *cl, unsigned nworkers,
+                 struct listener **out, const char **what);
+void listener_free(struct listener *l);
+/* The task of one listener on one worker (arg: the struct lworker). */
+int listener_run(void *arg);
+/* Asks lw's task to stop accepting (hard: and cancel its connections);
+ * from any thread. */
+int listener_stop(struct lworker *lw, bool hard);
+
+/* conn.c ----------------------------------------------------------------- */
+
+/* Serves an accepted connection (counted in lst_active by the caller) in a
+ * new task of lw's group: wraps it (meter with idle_timeout, buffered),
+ * calls the handler, counts and logs the outcome, closes it. Takes
+ * ownership of sock, whatever happens. */
+void conn_start(struct lworker *lw, struct wharf_stream *sock);
+/* Runs the datagram handler of lw's listener on sock (owned). */
+int conn_datagrams(struct lworker *lw, struct wharf_stream *sock);
+
+/* server.c --------------------------------------------------------------- */
+
+struct server {
+    struct event_base *srv_base;    /* the main thread's */
+    struct conf *srv_conf;          /* the running generation */
+    struct worker **srv_workers;
+    unsigned srv_nworkers;
+    struct listener **srv_listeners;
+    size_t srv_nlisteners;
+    atomic_long srv_running;        /* listener tasks not finished */
+    struct event *srv_done_ev;      /* made active when srv_running reaches 0 */
+    bool srv_stopping;
+};
+
+/* Resolves `workers = 0` to the CPUs this process may run on. */
+unsigned server_nworkers(const struct conf *conf);
+/* Binds every listener of conf, starts the workers and the listener tasks.
+ * Takes ownership of conf either way. Returns 0; or -1 with a message in
+ * errs for each listener that cannot be bound (or why nothing could
+ * start): nothing runs then, and server_free releases what was made. */
+int server_start(struct server *srv, struct event_base *base, struct conf *conf,
+                 struct conf_errors *errs);
+/* Stops accepting; connections drain for their drain_timeout (hard: they
+ * are cancelled now). The done event fires once every task has ended. */
+void server_stop(struct server *srv, bool hard);
+/* Called by a listener task as it ends. */
+void server_task_done(struct server *srv);
+/* After the done event (or a failed start): stops the workers, frees all. */
+void server_free(struct server *srv);
 
 #endif /* WHARFD_H */

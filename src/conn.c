@@ -1,0 +1,333 @@
+/*
+ * conn.c: one connection, from accept to close, in a task of its
+ * listener's group on the worker that accepted it. The socket is wrapped in
+ * a meter (bytes in and out for the counters, and the idle_timeout clock:
+ * every byte either way pushes the deadline of the scope the handler runs
+ * in) and a buffered stream, then handed to the plugin's handler. After the
+ * handler the connection is closed gracefully: write EOF, then the peer's
+ * remaining input is read and dropped for a moment, so that a reply is not
+ * destroyed by a reset for bytes the handler did not read.
+ * Datagram listeners get the same meter around their socket.
+ * Not for: accepting (listener.c) or the protocol (the plugins).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wharfd.h"
+
+/* The idle deadline moves at most this often, and fires this much late at
+ * worst (never early): a clock read per I/O call, a heap update per slack. */
+#define IDLE_SLACK 0.05
+/* A send is metered in pieces of this size, so that a large reply to a slow
+ * reader that still progresses is not taken for an idle connection. */
+#define METER_CHUNK (64 * 1024)
+/* After the handler: how long, and how much, input is drained before close. */
+#define LINGER_TIME 1.0
+#define LINGER_BYTES (1024 * 1024)
+
+/* ---- the meter ------------------------------------------------------------ */
+
+struct meter {
+    struct wharf_stream m_base;
+    struct lst_counters *m_ctr;
+    struct wharf_scope *m_idle;     /* NULL: no idle clock (datagrams) */
+    double m_idle_s;
+    double m_touched;
+};
+
+static void meter_touch(struct meter *m)
+{
+    double now;
+
+    if (!m->m_idle)
+        return;
+    now = wharf_clock();
+    if (now - m->m_touched < IDLE_SLACK)
+        return;
+    m->m_touched = now;
+    wharf_scope_set_deadline(m->m_idle, now + m->m_idle_s + IDLE_SLACK);
+}
+
+static void meter_in(struct meter *m, ssize_t n)
+{
+    if (n > 0) {
+        ctr_add(&m->m_ctr->lc_bytes_in, (unsigned long)n);
+        meter_touch(m);
+    }
+}
+
+static void meter_out(struct meter *m, size_t n)
+{
+    ctr_add(&m->m_ctr->lc_bytes_out, n);
+    meter_touch(m);
+}
+
+static ssize_t meter_receive(struct wharf_stream *s, void *buf, size_t max)
+{
+    ssize_t n = wharf_receive(s->inner, buf, max);
+
+    meter_in((struct meter *)s, n);
+    return n;
+}
+
+static ssize_t meter_receive_nowait(struct wharf_stream *s, void *buf, size_t max)
+{
+    ssize_t n = wharf_receive_nowait(s->inner, buf, max);
+
+    meter_in((struct meter *)s, n);
+    return n;
+}
+
+static int meter_send(struct wharf_stream *s, const void *buf, size_t len)
+{
+    const char *p = buf;
+    int rc;
+
+    do {
+        size_t n = len < METER_CHUNK ? len : METER_CHUNK;
+
+        if ((rc = wharf_send(s->inner, p, n)) < 0)
+            return rc;
+        meter_out((struct meter *)s, n);
+        p += n;
+        len -= n;
+    } while (len > 0);
+    return 0;
+}
+
+static ssize_t meter_send_nowait(struct wharf_stream *s, const void *buf, size_t len)
+{
+    ssize_t n = wharf_send_nowait(s->inner, buf, len);
+
+    if (n > 0)
+        meter_out((struct meter *)s, (size_t)n);
+    return n;
+}
+
+static ssize_t meter_receive_from(struct wharf_stream *s, void *buf, size_t max,
+                                  struct sockaddr *from, socklen_t *fromlen)
+{
+    struct meter *m = (struct meter *)s;
+    ssize_t n = wharf_receive_from(s->inner, buf, max, from, fromlen);
+
+    if (n >= 0) {
+        ctr_add(&m->m_ctr->lc_datagrams_in, 1);
+        ctr_add(&m->m_ctr->lc_bytes_in, (unsigned long)n);
+    }
+    return n;
+}
+
+static int meter_send_to(struct wharf_stream *s, const void *buf, size_t len,
+                         const struct sockaddr *to, socklen_t tolen)
+{
+    struct meter *m = (struct meter *)s;
+    int rc = wharf_send_to(s->inner, buf, len, to, tolen);
+
+    if (rc == 0) {
+        ctr_add(&m->m_ctr->lc_datagrams_out, 1);
+        ctr_add(&m->m_ctr->lc_bytes_out, len);
+    }
+    return rc;
+}
+
+static int meter_send_eof(struct wharf_stream *s)
+{
+    return wharf_send_eof(s->inner);
+}
+
+static int meter_wait(struct wharf_stream *s, unsigned events)
+{
+    return wharf_wait(s->inner, events);
+}
+
+static int meter_close(struct wharf_stream *s)
+{
+    return wharf_close(s->inner);
+}
+
+static void meter_free(struct wharf_stream *s)
+{
+    wharf_free(s->inner);
+    free(s);
+}
+
+static const struct wharf_stream_ops meter_stream_ops = {
+    .size = sizeof(struct wharf_stream_ops),
+    .kind = "meter",
+    .receive = meter_receive,
+    .send = meter_send,
+    .receive_nowait = meter_receive_nowait,
+    .send_nowait = meter_send_nowait,
+    .send_eof = meter_send_eof,
+    .wait = meter_wait,
+    .close = meter_close,
+    .free = meter_free,
+};
+
+static const struct wharf_stream_ops meter_datagram_ops = {
+    .size = sizeof(struct wharf_stream_ops),
+    .kind = "meter",
+    .receive_from = meter_receive_from,
+    .send_to = meter_send_to,
+    .wait = meter_wait,
+    .close = meter_close,
+    .free = meter_free,
+};
+
+/* Wraps inner (owned from now on, freed on failure too). */
+static struct wharf_stream *meter_new(struct wharf_stream *inner, const struct wharf_stream_ops *ops,
+                                      struct lst_counters *ctr, struct wharf_scope *idle,
+                                      double idle_s)
+{
+    struct meter *m = calloc(1, sizeof(*m));
+
+    if (!m) {
+        wharf_free(inner);
+        return NULL;
+    }
+    wharf_stream_init(&m->m_base, ops, inner);
+    m->m_ctr = ctr;
+    m->m_idle = idle;
+    m->m_idle_s = idle_s;
+    m->m_touched = wharf_clock();
+    return &m->m_base;
+}
+
+/* ---- a connection ---------------------------------------------------------- */
+
+struct conn {
+    struct lworker *c_lw;
+    struct lgen *c_gen;                 /* the generation it started under */
+    struct wharf_stream *c_sock;
+    struct sockaddr_storage c_peer;
+    socklen_t c_peerlen;
+};
+
+static const char *conn_peer(const struct conn *c, char *buf, size_t size)
+{
+    if (c->c_peerlen == 0 || c->c_peer.ss_family == AF_UNIX ||
+        wharf_addr_format((const struct sockaddr *)&c->c_peer, c->c_peerlen, buf, size) < 0)
+        snprintf(buf, size, "a local client");
+    return buf;
+}
+
+/* Write EOF, then drop what the peer still sends, until its EOF or for a
+ * moment: closing with unread input would reset the connection, and the
+ * peer could lose the end of the reply. */
+static void conn_linger(struct wharf_stream *s)
+{
+    struct wharf_scope sc;
+    size_t total = 0;
+    char buf[4096];
+    ssize_t n;
+
+    if (wharf_send_eof(s) < 0 || wharf_move_on_after(&sc, LINGER_TIME) < 0)
+        return;
+    while (total < LINGER_BYTES && (n = wharf_receive(s, buf, sizeof(buf))) > 0)
+        total += (size_t)n;
+    wharf_scope_exit(&sc, 0);
+}
+
+/* The counters and the log line for a connection that ended with rc. */
+static void conn_end(struct conn *c, int rc, bool timed_out)
+{
+    struct lworker *lw = c->c_lw;
+    struct listener *l = lw->lw_lst;
+    char peer[128];
+
+    if (timed_out) {
+        ctr_add(&lw->lw_ctr->lc_timeouts, 1);
+        log_debug("listener \"%s\": connection from %s: idle for %.1fs: closed", l->lst_name,
+                  conn_peer(c, peer, sizeof(peer)), c->c_gen->lg_limits.lim_idle_timeout);
+    } else if (rc < 0 && rc != WHARF_ECANCELLED) {
+        ctr_add(&lw->lw_ctr->lc_errors, 1);
+        log_limited(&l->lst_log, CONF_LOG_INFO, "listener \"%s\": connection from %s: %s",
+                    l->lst_name, conn_peer(c, peer, sizeof(peer)), wharf_strerror(rc));
+    }
+    ctr_add(&lw->lw_ctr->lc_closed, 1);
+    atomic_fetch_sub(&l->lst_active, 1);
+    lgen_unref(&c->c_gen);
+    free(c);
+}
+
+static int conn_task(void *arg)
+{
+    struct conn *c = arg;
+    const struct plugin_inst *pi = c->c_gen->lg_inst;
+    double idle_s = c->c_gen->lg_limits.lim_idle_timeout;
+    struct wharf_stream *s;
+    struct wharf_scope idle;
+    bool timed_out;
+    int rc;
+
+    c->c_peerlen = sizeof(c->c_peer);
+    if (wharf_getattr_addr(c->c_sock, WHARF_ATTR_REMOTE_ADDRESS, &c->c_peer, &c->c_peerlen) < 0)
+        c->c_peerlen = 0;
+    if ((rc = wharf_scope_enter(&idle, wharf_clock() + idle_s, 0)) < 0) {
+        wharf_free(c->c_sock);
+        conn_end(c, rc, false);
+        return 0;
+    }
+    s = meter_new(c->c_sock, &meter_stream_ops, c->c_lw->lw_ctr, &idle, idle_s);
+    c->c_sock = NULL;
+    if (s) {
+        struct wharf_stream *b = wharf_buffered_new(s);
+
+        if (!b)
+            wharf_free(s);
+        s = b;
+    }
+    rc = s ? pi->pi_desc->handle_stream(pi->pi_instance, s) : -ENOMEM;
+    if (s && rc != WHARF_ECANCELLED)
+        conn_linger(s);
+    rc = wharf_scope_exit(&idle, rc);
+    timed_out = wharf_scope_cancelled_caught(&idle);
+    wharf_free(s);
+    conn_end(c, rc, timed_out);
+    return 0;       /* never a failure: that would cancel the listener's group */
+}
+
+void conn_start(struct lworker *lw, struct wharf_stream *sock)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    int rc = -ENOMEM;
+
+    if (c) {
+        c->c_lw = lw;
+        c->c_gen = lgen_ref(lw->lw_gen);
+        c->c_sock = sock;
+        if ((rc = wharf_group_spawn(lw->lw_group, conn_task, c)) == 0)
+            return;
+    }
+    wharf_free(sock);
+    if (c) {
+        conn_end(c, rc, false);
+        return;
+    }
+    ctr_add(&lw->lw_ctr->lc_errors, 1);
+    ctr_add(&lw->lw_ctr->lc_closed, 1);
+    atomic_fetch_sub(&lw->lw_lst->lst_active, 1);
+}
+
+/* ---- datagrams -------------------------------------------------------------- */
+
+int conn_datagrams(struct lworker *lw, struct wharf_stream *sock)
+{
+    const struct plugin_inst *pi = lw->lw_gen->lg_inst;
+    struct wharf_stream *s = meter_new(sock, &meter_datagram_ops, lw->lw_ctr, NULL, 0);
+    int rc;
+
+    if (!s)
+        return -ENOMEM;
+    rc = pi->pi_desc->handle_datagrams(pi->pi_instance, s);
+    if (rc < 0 && rc != WHARF_ECANCELLED) {
+        ctr_add(&lw->lw_ctr->lc_errors, 1);
+        log_error("listener \"%s\" on worker %u: the datagram handler failed: %s",
+                  lw->lw_lst->lst_name, lw->lw_index, wharf_strerror(rc));
+    }
+    wharf_free(s);
+    return rc;
+}

@@ -1,0 +1,340 @@
+/*
+ * listener.c: a configured listener at run time. Binds its sockets (one
+ * SO_REUSEPORT socket per worker for TCP and UDP, so that the kernel spreads
+ * connections and no accept lock is needed; one shared socket for UNIX),
+ * and runs, on each worker, the task that accepts connections into the
+ * listener's task group there, or that runs the datagram handler. Stopping
+ * closes the worker's socket, lets connections drain for drain_timeout,
+ * then cancels them.
+ * Not for: what happens to a connection (conn.c) or the set of listeners
+ * and workers (server.c).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "wharf-int.h"
+#include "wharfd.h"
+
+/* How long an accept loop pauses when the process is out of descriptors
+ * (or the kernel of memory): a spinning accept would not free any. */
+#define ACCEPT_BACKOFF 0.1
+
+/* ---- generations ---------------------------------------------------------- */
+
+struct lgen *lgen_new(const struct conf_listener *cl)
+{
+    struct lgen *g = calloc(1, sizeof(*g));
+
+    if (!g || !(g->lg_name = strdup(cl->lst_name))) {
+        free(g);
+        return NULL;
+    }
+    atomic_init(&g->lg_refs, 1);
+    g->lg_kind = cl->lst_kind;
+    g->lg_limits = cl->lst_limits;
+    g->lg_inst = cl->lst_inst ? plugin_ref(cl->lst_inst) : NULL;
+    return g;
+}
+
+struct lgen *lgen_ref(struct lgen *g)
+{
+    atomic_fetch_add_explicit(&g->lg_refs, 1, memory_order_relaxed);
+    return g;
+}
+
+void lgen_unref(struct lgen **gp)
+{
+    struct lgen *g = *gp;
+
+    *gp = NULL;
+    if (!g || atomic_fetch_sub_explicit(&g->lg_refs, 1, memory_order_acq_rel) != 1)
+        return;
+    plugin_unref(&g->lg_inst);
+    free(g->lg_name);
+    free(g);
+}
+
+/* ---- binding ---------------------------------------------------------------- */
+
+/* SO_REUSEPORT lets any process of the same user join the port, a stale
+ * wharfd included, and share its traffic without a word. A socket without
+ * it cannot bind where one listens (TCP; SO_REUSEADDR only passes
+ * TIME_WAIT) or is bound (UDP): bound for a moment, it proves the port
+ * free. */
+static int probe_inet(const struct addr_one *a, int type)
+{
+    int fd = sock_open_bound(a->ss.ss_family, type, WHARF_V6ONLY, type == SOCK_STREAM, a);
+
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return 0;
+}
+
+static int bind_inet(const struct conf_listener *cl, int type, bool first, const char **what)
+{
+    struct addr_one a;
+    int fd;
+
+    memcpy(&a.ss, &cl->lst_addr, sizeof(a.ss));
+    a.len = cl->lst_addrlen;
+    *what = "bind";
+    if (first && (fd = probe_inet(&a, type)) < 0)
+        return fd;
+    fd = sock_open_bound(a.ss.ss_family, type, WHARF_REUSE_PORT | WHARF_V6ONLY, true, &a);
+    if (fd < 0 || type != SOCK_STREAM)
+        return fd;
+    *what = "listen";
+    if (listen(fd, (int)cl->lst_backlog) < 0) {
+        int rc = -errno;
+
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* wharf_unix_listen replaces a stale socket file and applies the mode
+ * before anyone can connect; the listener keeps the bare descriptor. */
+static int bind_unix(const struct conf_listener *cl, const char **what)
+{
+    struct wharf_stream *s;
+    int fd, rc;
+
+    *what = "bind";
+    rc = wharf_unix_listen(cl->lst_address, cl->lst_unix_mode, (int)cl->lst_backlog, &s);
+    if (rc < 0)
+        return rc;
+    *what = "dup";
+    rc = wharf_getattr_int(s, WHARF_ATTR_FD, &fd);
+    if (rc == 0 && (fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        rc = -errno;
+    wharf_free(s);
+    return rc < 0 ? rc : fd;
+}
+
+static void listener_close_fds(struct listener *l)
+{
+    for (size_t i = 0; i < l->lst_nfds; i++)
+        if (l->lst_fds[i] >= 0)
+            close(l->lst_fds[i]);
+    l->lst_nfds = 0;
+}
+
+static int listener_bind(struct listener *l, const struct conf_listener *cl,
+                         const char **what)
+{
+    size_t n = cl->lst_kind == CONF_UNIX ? 1 : l->lst_nworkers;
+    int fd;
+
+    if (!(l->lst_fds = calloc(n, sizeof(int))))
+        return -ENOMEM;
+    while (l->lst_nfds < n) {
+        if (cl->lst_kind == CONF_UNIX)
+            fd = bind_unix(cl, what);
+        else
+            fd = bind_inet(cl, cl->lst_kind == CONF_UDP ? SOCK_DGRAM : SOCK_STREAM,
+                           l->lst_nfds == 0, what);
+        if (fd < 0) {
+            listener_close_fds(l);
+            return fd;
+        }
+        l->lst_fds[l->lst_nfds++] = fd;
+        l->lst_unlink = cl->lst_kind == CONF_UNIX;
+    }
+    return 0;
+}
+
+int listener_new(const struct conf_listener *cl, unsigned nworkers,
+                 struct listener **out, const char **what)
+{
+    struct listener *l = calloc(1, sizeof(*l));
+    int rc = -ENOMEM;
+
+    *out = NULL;
+    *what = "allocate";
+    if (!l)
+        return -ENOMEM;
+    l->lst_nworkers = nworkers;
+    l->lst_kind = cl->lst_kind;
+    atomic_init(&l->lst_active, 0);
+    if (!(l->lst_name = strdup(cl->lst_name)) ||
+        !(l->lst_address = strdup(cl->lst_address)) ||
+        !(l->lst_ctr = aligned_alloc(64, nworkers * sizeof(*l->lst_ctr))) ||
+        !(l->lst_workers = calloc(nworkers, sizeof(*l->lst_workers))) ||
+        !(l->lst_gen = lgen_new(cl)))
+        goto fail;
+    memset(l->lst_ctr, 0, nworkers * sizeof(*l->lst_ctr));
+    if ((rc = listener_bind(l, cl, what)) < 0)
+        goto fail;
+    *out = l;
+    return 0;
+fail:
+    listener_free(l);
+    return rc;
+}
+
+void listener_free(struct listener *l)
+{
+    if (!l)
+        return;
+    listener_close_fds(l);
+    if (l->lst_unlink)
+        unlink(l->lst_address);
+    for (unsigned i = 0; l->lst_workers && i < l->lst_nworkers; i++)
+        lgen_unref(&l->lst_workers[i].lw_gen);
+    lgen_unref(&l->lst_gen);
+    free(l->lst_workers);
+    free(l->lst_ctr);
+    free(l->lst_fds);
+    free(l->lst_address);
+    free(l->lst_name);
+    free(l);
+}
+
+/* ---- the task on each worker ------------------------------------------------ */
+
+static bool accept_resource_error(int rc)
+{
+    return rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM;
+}
+
+/* One accepted connection: over max_connections it is closed at once. */
+static void accept_one(struct lworker *lw, struct wharf_stream *conn)
+{
+    struct listener *l = lw->lw_lst;
+    long max = lw->lw_gen->lg_limits.lim_max_connections;
+
+    if (atomic_fetch_add(&l->lst_active, 1) >= max) {
+        atomic_fetch_sub(&l->lst_active, 1);
+        ctr_add(&lw->lw_ctr->lc_rejected, 1);
+        wharf_free(conn);
+        log_limited(&l->lst_log, CONF_LOG_WARNING,
+                    "listener \"%s\": max_connections (%ld) reached: connection refused",
+                    l->lst_name, max);
+        return;
+    }
+    ctr_add(&lw->lw_ctr->lc_accepted, 1);
+    conn_start(lw, conn);
+}
+
+static int accept_loop(struct lworker *lw, struct wharf_stream *sock)
+{
+    struct listener *l = lw->lw_lst;
+    struct wharf_stream *conn;
+    struct wharf_scope sc;
+    int rc;
+
+    if ((rc = wharf_scope_enter(&sc, WHARF_FOREVER, 0)) < 0)
+        return rc;
+    lw->lw_accept = &sc;
+    while (!lw->lw_stopping) {
+        rc = wharf_accept(sock, &conn);
+        if (rc == 0) {
+            accept_one(lw, conn);
+        } else if (rc == WHARF_ECANCELLED || rc == WHARF_ECLOSED) {
+            break;
+        } else if (accept_resource_error(rc)) {
+            log_limited(&l->lst_log, CONF_LOG_WARNING,
+                        "listener \"%s\": accept: %s: pausing for %.1fs", l->lst_name,
+                        wharf_strerror(rc), ACCEPT_BACKOFF);
+            if (wharf_sleep(ACCEPT_BACKOFF) == WHARF_ECANCELLED)
+                break;
+        } else {
+            log_limited(&l->lst_log, CONF_LOG_WARNING, "listener \"%s\": accept: %s",
+                        l->lst_name, wharf_strerror(rc));
+        }
+    }
+    lw->lw_accept = NULL;
+    return wharf_scope_exit(&sc, 0);
+}
+
+/* Drains the group: connections get drain_timeout to end on their own. */
+static void drain(struct lworker *lw)
+{
+    struct wharf_scope *gs = wharf_group_scope(lw->lw_group);
+    size_t n = wharf_group_running(lw->lw_group);
+
+    if (n > 0)
+        log_debug("listener \"%s\" on worker %u: draining %zu connections for up to %.1fs",
+                  lw->lw_lst->lst_name, lw->lw_index, n,
+                  lw->lw_gen->lg_limits.lim_drain_timeout);
+    if (lw->lw_hard)
+        wharf_group_cancel(lw->lw_group);
+    else
+        wharf_scope_set_deadline(gs, wharf_clock() + lw->lw_gen->lg_limits.lim_drain_timeout);
+}
+
+static int adopt(struct lworker *lw, struct wharf_stream **sock)
+{
+    int rc = lw->lw_lst->lst_kind == CONF_UDP ? wharf_udp_from_fd(lw->lw_fd, sock)
+                                              : wharf_socket_listener_from_fd(lw->lw_fd, sock);
+
+    if (rc < 0)
+        close(lw->lw_fd);
+    lw->lw_fd = -1;
+    return rc;
+}
+
+int listener_run(void *arg)
+{
+    struct lworker *lw = arg;
+    struct listener *l = lw->lw_lst;
+    struct wharf_stream *sock;
+    int rc;
+
+    if ((rc = adopt(lw, &sock)) < 0) {
+        log_error("listener \"%s\" on worker %u: %s", l->lst_name, lw->lw_index,
+                  wharf_strerror(rc));
+    } else if (!(lw->lw_group = wharf_group_open())) {
+        log_error("listener \"%s\" on worker %u: out of memory", l->lst_name, lw->lw_index);
+        wharf_free(sock);
+    } else if (l->lst_kind == CONF_UDP) {
+        /* the datagram handler owns the socket; stopping cancels it */
+        conn_datagrams(lw, sock);
+    } else {
+        accept_loop(lw, sock);
+        wharf_free(sock);       /* this worker's socket: no more connections here */
+        drain(lw);
+    }
+    if (lw->lw_group) {
+        wharf_group_close(lw->lw_group, 0);
+        lw->lw_group = NULL;
+    }
+    lw->lw_done = true;
+    server_task_done(lw->lw_srv);
+    return 0;
+}
+
+/* ---- stopping, from any thread ------------------------------------------- */
+
+static int stop_task(void *arg)
+{
+    struct lworker *lw = arg;
+
+    lw->lw_hard |= atomic_load(&lw->lw_hard_req);
+    if (lw->lw_done)
+        return 0;
+    lw->lw_stopping = true;
+    if (lw->lw_accept)
+        wharf_scope_cancel(lw->lw_accept);
+    /* a datagram handler has nothing to drain; a connection draining
+     * already is cut short only by a hard stop */
+    if (lw->lw_group && (lw->lw_hard || lw->lw_lst->lst_kind == CONF_UDP))
+        wharf_group_cancel(lw->lw_group);
+    return 0;
+}
+
+int listener_stop(struct lworker *lw, bool hard)
+{
+    if (hard)
+        atomic_store(&lw->lw_hard_req, true);
+    return worker_spawn(lw->lw_worker, stop_task, lw);
+}
