@@ -1054,11 +1054,12 @@ static void check_tree(struct load *ld, config_t *cfg)
         parse_listeners(ld, ld->listeners);
 }
 
-int conf_load(const char *path, struct conf **out, struct conf_errors *errs)
+int conf_parse(const char *path, struct conf **out, struct conf_errors *errs)
 {
     struct load ld = { path, NULL, errs, NULL };
     size_t before = errs->err_count;
     config_t cfg;
+    bool parsed;
 
     *out = NULL;
     if (check_readable(path, errs) < 0)
@@ -1066,17 +1067,26 @@ int conf_load(const char *path, struct conf **out, struct conf_errors *errs)
     ld.conf = conf_new(path);
     config_init(&cfg);
     config_set_include_dir(&cfg, ld.conf->conf_dir);
-    if (config_read_file(&cfg, path))
+    if ((parsed = config_read_file(&cfg, path)))
         check_tree(&ld, &cfg);
     else
         conf_errors_add(errs, config_error_line(&cfg), "%s:%d: %s",
                         config_error_file(&cfg) ? config_error_file(&cfg) : path,
                         config_error_line(&cfg), config_error_text(&cfg));
     config_destroy(&cfg);
-    if (errs->err_count > before) {
+    if (!parsed) {
         conf_free(ld.conf);
         return -1;
     }
     *out = ld.conf;
-    return 0;
+    return errs->err_count > before ? -1 : 0;
+}
+
+int conf_load(const char *path, struct conf **out, struct conf_errors *errs)
+{
+    if (conf_parse(path, out, errs) == 0)
+        return 0;
+    conf_free(*out);
+    *out = NULL;
+    return -1;
 }

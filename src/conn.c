@@ -246,6 +246,9 @@ static void conn_end(struct conn *c, int rc, bool timed_out)
         ctr_add(&lw->lw_ctr->lc_errors, 1);
         log_limited(&l->lst_log, CONF_LOG_INFO, "listener \"%s\": connection from %s: %s",
                     l->lst_name, conn_peer(c, peer, sizeof(peer)), wharf_strerror(rc));
+    } else if (log_enabled(CONF_LOG_DEBUG)) {
+        log_debug("listener \"%s\": connection from %s: closed", l->lst_name,
+                  conn_peer(c, peer, sizeof(peer)));
     }
     ctr_add(&lw->lw_ctr->lc_closed, 1);
     atomic_fetch_sub(&l->lst_active, 1);

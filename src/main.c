@@ -109,12 +109,17 @@ static struct conf *load(const char *path)
 {
     struct conf_errors *errs = conf_errors_new();
     struct conf *conf = NULL;
+    int rc;
 
     if (!errs) {
         fprintf(stderr, "wharfd: %s: %s\n", path, strerror(ENOMEM));
         return NULL;
     }
-    if (conf_load(path, &conf, errs) == 0 && plugin_load_all(conf, errs) < 0) {
+    /* plugins are tried even when the file has errors: all of them at once */
+    rc = conf_parse(path, &conf, errs);
+    if (conf && plugin_load_all(conf, errs) < 0)
+        rc = -1;
+    if (rc < 0) {
         conf_free(conf);
         conf = NULL;
     }

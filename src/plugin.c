@@ -253,7 +253,8 @@ int plugin_load_all(struct conf *conf, struct conf_errors *errs)
     for (i = 0; i < conf->conf_nlisteners; i++) {
         struct conf_listener *l = &conf->conf_listeners[i];
 
-        if (l->lst_inst || !l->lst_plugin)
+        if (l->lst_inst || !l->lst_plugin || !l->lst_name || !l->lst_options ||
+            l->lst_kind == CONF_KIND_NONE)
             continue;
         if (load_one(conf, l, errs) < 0)
             rc = -1;

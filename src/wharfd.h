@@ -111,6 +111,12 @@ struct conf_errors {
 /* Reads and validates path. Returns 0 with *out set, or -1 with *out NULL
  * and at least one message added to errs (the caller exits 78). */
 int conf_load(const char *path, struct conf **out, struct conf_errors *errs);
+/* The same, but when the file could be read and parsed *out is set even
+ * if errors were found, so that the later stages (plugins, certificates)
+ * report theirs in the same run: every problem at once. Returns 0 when
+ * nothing was found wrong, -1 otherwise; *out (if set) is the caller's to
+ * free, and is fit only for reporting when -1 was returned. */
+int conf_parse(const char *path, struct conf **out, struct conf_errors *errs);
 void conf_free(struct conf *conf);
 /* The line of a setting ("listeners.[0].handler.max_line"), 0 if absent. */
 int conf_line(const struct conf *conf, const char *setting);
@@ -164,7 +170,7 @@ struct plugin_inst *plugin_ref(struct plugin_inst *p);
 void plugin_unref(struct plugin_inst **pp);
 /* Opens the plugin of every listener of a fresh generation, reporting each
  * failure against the listener's handler settings (every listener is
- * tried). Returns 0, or -1 when anything was reported; instances already
+ * tried; one left incomplete by config errors is skipped). Returns 0, or -1 when anything was reported; instances already
  * made stay with conf and go with conf_free. */
 int plugin_load_all(struct conf *conf, struct conf_errors *errs);
 

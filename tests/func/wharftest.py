@@ -1,0 +1,551 @@
+"""wharftest: the shared harness of the functional tests of wharfd.
+
+Each tests/func/test_*.py is an executable script that imports this module,
+defines unittest.TestCase subclasses of wharftest.TestCase, and calls
+wharftest.main(). It exits 0 when every test passed, 1 when one failed and
+77 when every test was skipped (automake's convention).
+
+Environment: WHARF_BUILDDIR (the build directory: src/wharfd, plugins/.libs,
+tests/plugins/.libs) and WHARF_SRCDIR (the source directory). Without them
+the build directory is the current one and the source directory is the one
+this file lives in, two levels up.
+
+What a test gets from TestCase:
+  self.tmp                   a temporary directory, removed after the test
+  self.start(listeners, settings)
+                             a running wharfd (-f -c CONF), ready; stopped with
+                             SIGTERM after the test and required to exit 0
+  self.run_wharfd(args)      a one-shot run (-t, -V, ...): returncode/stdout/stderr
+  self.write_conf(...)       a config file in self.tmp
+and module helpers for listeners, free ports, and clients (recv_all,
+recv_exact, expect_closed_no_data, ...).
+
+Only loopback is used; the only process ever signalled is a wharfd this
+harness started, by its PID.
+"""
+
+import atexit
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.path.abspath(os.environ.get("WHARF_SRCDIR") or os.path.join(HERE, "..", ".."))
+BUILDDIR = os.path.abspath(os.environ.get("WHARF_BUILDDIR") or os.getcwd())
+WHARFD = os.path.join(BUILDDIR, "src", "wharfd")
+PLUGIN_DIR = os.path.join(BUILDDIR, "plugins", ".libs")
+TEST_PLUGIN_DIR = os.path.join(BUILDDIR, "tests", "plugins", ".libs")
+
+READY_MARK = " info: ready: "
+READY_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+IO_TIMEOUT = 5.0
+# The whole file: a hung test must not hang `make check`.
+FILE_TIMEOUT = int(os.environ.get("WHARF_TEST_TIMEOUT", "120"))
+
+EX_OK, EX_USAGE, EX_OSERR, EX_CONFIG = 0, 64, 71, 78
+
+# Every wharfd this process started and has not reaped yet: the only
+# processes the watchdog and atexit may kill.
+_live = []
+
+
+# ---- config files --------------------------------------------------------------
+
+def _value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        r = repr(v)
+        return r if ("." in r or "e" in r) else r + ".0"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, dict):
+        return "{ " + " ".join("%s = %s;" % (k, _value(x)) for k, x in v.items()) + " }"
+    if isinstance(v, (list, tuple)):
+        if any(isinstance(x, dict) for x in v):
+            return "( " + ", ".join(_value(x) for x in v) + " )"
+        return "[ " + ", ".join(_value(x) for x in v) + " ]"
+    raise TypeError("cannot write %r into a config" % (v,))
+
+
+def render_conf(settings, listeners):
+    """libconfig text: one top-level setting a line, one listener a line."""
+    lines = ["%s = %s;" % (k, _value(v)) for k, v in settings.items()]
+    if listeners is not None:
+        lines.append("listeners = (")
+        for i, l in enumerate(listeners):
+            lines.append("  " + _value(l) + ("," if i < len(listeners) - 1 else ""))
+        lines.append(");")
+    return "\n".join(lines) + "\n"
+
+
+class Listener:
+    """A listener to be given an address when wharfd starts.
+
+    kind: "tcp" (127.0.0.1, a free port), "tcp6" ([::1], a free port),
+    "udp" (127.0.0.1, a free port), "unix" (NAME.sock in the test's temp
+    dir unless path= is given). address= fixes the address instead.
+    Other keyword arguments are settings of the listener's group.
+    """
+
+    def __init__(self, name, kind, handler, address=None, path=None, **settings):
+        assert kind in ("tcp", "tcp6", "udp", "unix"), kind
+        self.name, self.kind, self.handler = name, kind, handler
+        self.fixed = address or path
+        self.settings = settings
+        self.address = None      # set by Daemon: (host, port) or a path
+
+    def group(self):
+        key = "tcp" if self.kind == "tcp6" else self.kind
+        if self.kind == "unix":
+            addr = self.address
+        elif self.kind == "tcp6":
+            addr = "[%s]:%d" % self.address
+        else:
+            addr = "%s:%d" % self.address
+        g = {"name": self.name, key: addr}
+        g.update(self.settings)
+        g["handler"] = self.handler
+        return g
+
+
+def listener(name, kind, handler, **kw):
+    return Listener(name, kind, handler, **kw)
+
+
+# ---- ports and facilities --------------------------------------------------------
+
+def free_ports(n, family=socket.AF_INET, host="127.0.0.1"):
+    """n distinct port numbers, each free for TCP and UDP on host right now."""
+    ports, held = [], []
+    try:
+        for _ in range(200):
+            if len(ports) == n:
+                break
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            held.append(s)      # held until all are chosen: no duplicates
+            u = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                u.bind((host, port))
+            except OSError:
+                continue
+            finally:
+                u.close()
+            ports.append(port)
+    finally:
+        for s in held:
+            s.close()
+    if len(ports) < n:
+        raise RuntimeError("cannot find %d free ports on %s" % (n, host))
+    return ports
+
+
+_ipv6 = None
+
+
+def have_ipv6_loopback():
+    global _ipv6
+    if _ipv6 is None:
+        try:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            try:
+                s.bind(("::1", 0))
+                _ipv6 = True
+            finally:
+                s.close()
+        except OSError:
+            _ipv6 = False
+    return _ipv6
+
+
+# ---- clients ---------------------------------------------------------------------
+
+def recv_exact(sock, n, timeout=IO_TIMEOUT):
+    """Exactly n bytes, or an AssertionError (EOF first, or timeout)."""
+    buf = bytearray()
+    deadline = time.monotonic() + timeout
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("timeout: %d of %d bytes after %.1f s" % (len(buf), n, timeout))
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(min(n - len(buf), 1 << 20))
+        except socket.timeout:
+            continue
+        if not chunk:
+            raise AssertionError("EOF after %d of %d bytes" % (len(buf), n))
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_all(sock, timeout=IO_TIMEOUT, allow_reset=False):
+    """Every byte until EOF. A reset is an AssertionError unless allow_reset,
+    then it ends the data like EOF. Returns the bytes."""
+    buf = bytearray()
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("timeout after %.1f s waiting for EOF (%d bytes so far: %r)"
+                                 % (timeout, len(buf), bytes(buf[:200])))
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(1 << 20)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            if allow_reset:
+                return bytes(buf)
+            raise AssertionError("connection reset after %d bytes (%r), expected EOF"
+                                 % (len(buf), bytes(buf[:200])))
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+
+
+def expect_closed_no_data(testcase, sock, timeout=3.0, allow_reset=True, what=""):
+    """The server closes sock within timeout without sending a byte."""
+    prefix = what + ": " if what else ""
+    try:
+        data = recv_all(sock, timeout=timeout, allow_reset=allow_reset)
+    except AssertionError as e:
+        raise AssertionError("%snot closed by wharfd: %s" % (prefix, e)) from None
+    testcase.assertEqual(data, b"", "%sexpected a close with no data, got %d bytes: %r"
+                         % (prefix, len(data), data[:200]))
+
+
+def still_open(sock, wait=0.2):
+    """True when sock has neither data nor EOF nor an error within wait."""
+    r, _, _ = select.select([sock], [], [], wait)
+    return not r
+
+
+def echo_roundtrip(testcase, sock, data, timeout=IO_TIMEOUT):
+    sock.sendall(data)
+    got = recv_exact(sock, len(data), timeout)
+    testcase.assertEqual(got, data, "echo returned other bytes")
+
+
+def udp_socket(family=socket.AF_INET, host="127.0.0.1", timeout=IO_TIMEOUT):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    s.settimeout(timeout)
+    return s
+
+
+def set_linger_zero(sock):
+    """close() then sends a reset instead of a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+# ---- the daemon ------------------------------------------------------------------
+
+class StartError(AssertionError):
+    def __init__(self, msg, rc=None):
+        AssertionError.__init__(self, msg)
+        self.rc = rc
+
+
+def _child_env():
+    env = dict(os.environ)
+    # Not the test's business: systemd protocols would change how wharfd logs
+    # and where it takes its sockets from.
+    for k in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+              "JOURNAL_STREAM", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        env.pop(k, None)
+    return env
+
+
+class Daemon:
+    """One wharfd -f -c CONF, started by TestCase.start."""
+
+    def __init__(self, tmp, listeners, settings, conf_name="wharf.conf", cwd="/"):
+        self.tmp = tmp
+        self.listeners = list(listeners)
+        self.by_name = {l.name: l for l in self.listeners}
+        self.settings = settings
+        self.conf = os.path.join(tmp, conf_name)
+        self.cwd = cwd
+        self.proc = None
+        self.logfile = None
+        self.returncode = None
+        self._log_cache = ""
+        self.attempts = 0
+        self.failed_start = False
+
+    # addresses
+    def _assign(self):
+        n4 = sum(1 for l in self.listeners if l.kind in ("tcp", "udp") and not l.fixed)
+        n6 = sum(1 for l in self.listeners if l.kind == "tcp6" and not l.fixed)
+        p4 = free_ports(n4) if n4 else []
+        p6 = free_ports(n6, socket.AF_INET6, "::1") if n6 else []
+        for l in self.listeners:
+            if l.fixed:
+                l.address = l.fixed
+            elif l.kind == "unix":
+                l.address = os.path.join(self.tmp, l.name + ".sock")
+            elif l.kind == "tcp6":
+                l.address = ("::1", p6.pop())
+            else:
+                l.address = ("127.0.0.1", p4.pop())
+
+    def write_conf(self):
+        text = render_conf(self.settings, [l.group() for l in self.listeners])
+        with open(self.conf, "w") as f:
+            f.write(text)
+        return text
+
+    def start(self):
+        """Starts, waits for the ready line; once more on 71 (a port race)."""
+        for attempt in (1, 2):
+            self.attempts = attempt
+            self._assign()
+            self.write_conf()
+            try:
+                self._start_once(attempt)
+                return self
+            except StartError as e:
+                if e.rc == EX_OSERR and attempt == 1 and any(
+                        l.kind != "unix" and not l.fixed for l in self.listeners):
+                    continue
+                self.failed_start = True
+                raise
+
+    def _start_once(self, attempt):
+        self.logfile = os.path.join(self.tmp, "wharfd.%d.log" % attempt)
+        self.returncode = None
+        with open(self.logfile, "wb") as err, open(self.logfile + ".out", "wb") as out:
+            self.proc = subprocess.Popen([WHARFD, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err, cwd=self.cwd, env=_child_env())
+        _live.append(self)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            log = self.log()
+            if READY_MARK in log:
+                return
+            rc = self.proc.poll()
+            if rc is not None:
+                self._reaped(rc)
+                raise StartError("wharfd exited with %s before it was ready; config:\n%s\nlog:\n%s"
+                                 % (rc, self.conf_text(), self.log()), rc)
+            if time.monotonic() > deadline:
+                self.kill()
+                raise StartError("wharfd did not log %r within %.0f s; config:\n%s\nlog:\n%s"
+                                 % (READY_MARK, READY_TIMEOUT, self.conf_text(), self.log()))
+            time.sleep(0.02)
+
+    def _reaped(self, rc):
+        self.returncode = rc
+        self.log()
+        if self in _live:
+            _live.remove(self)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.returncode is None and self.proc.poll() is None
+
+    def send_signal(self, sig):
+        """Sends sig to this wharfd (its PID, nothing else)."""
+        if self.running():
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Sends sig and waits for the exit; returns the exit status. After
+        timeout, SIGKILL and an AssertionError."""
+        if self.proc is None:
+            return None
+        if self.returncode is not None:
+            return self.returncode
+        rc = self.proc.poll()
+        if rc is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError("wharfd did not exit within %.0f s of %s; log:\n%s"
+                                     % (timeout, signal.Signals(sig).name, self.log())) from None
+        self._reaped(rc)
+        return rc
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()        # SIGKILL to this PID only
+            self.proc.wait()
+        if self.proc is not None:
+            self._reaped(self.proc.returncode)
+
+    def log(self):
+        """The log so far (kept in memory, so it outlives the temp dir)."""
+        try:
+            with open(self.logfile, "rb") as f:
+                self._log_cache = f.read().decode("utf-8", "replace")
+        except (OSError, TypeError):
+            pass
+        return self._log_cache
+
+    def conf_text(self):
+        try:
+            with open(self.conf) as f:
+                return f.read()
+        except OSError:
+            return "(gone)"
+
+    # clients
+    def addr(self, name):
+        return self.by_name[name].address
+
+    def connect(self, name, timeout=IO_TIMEOUT):
+        l = self.by_name[name]
+        if l.kind == "unix":
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(l.address)
+            except Exception:
+                s.close()
+                raise
+            return s
+        assert l.kind in ("tcp", "tcp6"), "connect() on %s listener %s" % (l.kind, name)
+        return socket.create_connection(l.address, timeout=timeout)
+
+
+# ---- the test case -----------------------------------------------------------------
+
+class TestCase(unittest.TestCase):
+    maxDiff = 4000
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="wharf-func-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self._wharf_daemons = []
+
+    def start(self, listeners, settings=None, **kw):
+        """Starts wharfd with these listeners and top-level settings (workers
+        = 2 and plugin_dir = the build's plugins unless given) and returns
+        the ready Daemon. At the end of the test it gets SIGTERM and must
+        exit 0 within 10 s."""
+        s = {"workers": 2, "plugin_dir": PLUGIN_DIR}
+        s.update(settings or {})
+        d = Daemon(self.tmp, listeners, s, **kw)
+        self._wharf_daemons.append(d)
+        self.addCleanup(self._stop_daemon, d)
+        return d.start()
+
+    def _stop_daemon(self, d):
+        if d.proc is None or d.failed_start:
+            return
+        rc = d.stop()
+        self.assertEqual(rc, 0, "wharfd exit status after SIGTERM: %s; log:\n%s"
+                         % (rc, d.log()))
+
+    def assertRunning(self, d, what=""):
+        rc = d.proc.poll()
+        if rc is not None:
+            d._reaped(rc)
+        self.assertIsNone(rc, "wharfd is no longer running%s (exit status %s); log:\n%s"
+                          % (" after " + what if what else "", rc, d.log()))
+
+    def client(self, sock):
+        """Closes sock at the end of the test (before wharfd is stopped)."""
+        self.addCleanup(sock.close)
+        return sock
+
+    def connect(self, d, name, timeout=IO_TIMEOUT):
+        return self.client(d.connect(name, timeout))
+
+    def write_conf(self, text, name="wharf.conf"):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def run_wharfd(self, args, timeout=10.0):
+        """One run of wharfd with args (no -f added); its CompletedProcess
+        with stdout and stderr as text."""
+        try:
+            return subprocess.run([WHARFD] + list(args), stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=timeout, cwd="/",
+                                  env=_child_env(), errors="replace", text=True)
+        except subprocess.TimeoutExpired as e:
+            self.fail("wharfd %s did not exit within %.0f s; stderr:\n%s"
+                      % (" ".join(args), timeout, e.stderr))
+
+    def assertExit(self, r, code, what=""):
+        self.assertEqual(r.returncode, code,
+                         "%s: exit status %s, expected %s\n--- stdout:\n%s--- stderr:\n%s"
+                         % (what or " ".join(r.args), r.returncode, code, r.stdout, r.stderr))
+
+
+# ---- running a file ------------------------------------------------------------------
+
+class _Result(unittest.TextTestResult):
+    def _dump(self, test):
+        for d in getattr(test, "_wharf_daemons", []):
+            self.stream.write("\n----- wharfd log (pid %s, %s) -----\n%s----- end of log -----\n"
+                              % (d.proc.pid if d.proc else "-", d.conf, d.log()))
+            self.stream.write("----- config -----\n%s" % render_conf(
+                d.settings, [l.group() for l in d.listeners if l.address is not None]))
+        self.stream.flush()
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._dump(test)
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._dump(test)
+
+
+def _kill_live(note):
+    for d in list(_live):
+        if d.proc is not None and d.proc.poll() is None:
+            sys.stderr.write("%s: killing wharfd pid %d; log:\n%s\n" % (note, d.proc.pid, d.log()))
+            d.proc.kill()
+            d.proc.wait()
+        if d in _live:
+            _live.remove(d)
+
+
+def _watchdog(signum, frame):
+    sys.stderr.write("\nFAIL: the test file took longer than %d s\n" % FILE_TIMEOUT)
+    _kill_live("watchdog")
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def main():
+    """Runs the TestCases of __main__; exits 0, 1, or 77 when all skipped."""
+    if not os.access(WHARFD, os.X_OK):
+        sys.stderr.write("FAIL: %s is not built (WHARF_BUILDDIR=%s)\n" % (WHARFD, BUILDDIR))
+        sys.exit(1)
+    atexit.register(_kill_live, "exit")
+    signal.signal(signal.SIGALRM, _watchdog)
+    signal.alarm(FILE_TIMEOUT)
+    runner = unittest.TextTestRunner(verbosity=2, resultclass=_Result, stream=sys.stderr)
+    prog = unittest.main(module="__main__", testRunner=runner, exit=False,
+                         argv=[sys.argv[0]] + sys.argv[1:])
+    signal.alarm(0)
+    r = prog.result
+    if not r.wasSuccessful():
+        sys.exit(1)
+    if r.testsRun == 0 or r.testsRun == len(r.skipped):
+        sys.exit(77)
+    sys.exit(0)
