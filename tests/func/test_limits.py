@@ -2,6 +2,8 @@
 """Limits (SPEC.md section 2): max_connections, in the listener and in the
 global limits group (with a listener overriding it), and idle_timeout."""
 
+import os
+import resource
 import select
 import socket
 import sys
@@ -10,6 +12,13 @@ import time
 sys.dont_write_bytecode = True     # nothing written next to the sources
 import wharftest as wt  # noqa: E402
 from wharftest import listener
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process, from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Limits(wt.TestCase):
@@ -106,6 +115,37 @@ class Limits(wt.TestCase):
         wt.echo_roundtrip(self, busy, b"still here\n")
         busy.shutdown(socket.SHUT_WR)
         self.assertEqual(wt.recv_all(busy), b"")
+
+    def test_emfile_pauses_accept(self):
+        # Out of descriptors, accept(2) fails at once on a socket that stays
+        # readable: wharfd must pause instead of spinning, and serve the
+        # waiting clients once descriptors are free again.
+        d = self.start([listener("echo", "tcp", "echo")], {"workers": 1})
+        nfds = len(os.listdir("/proc/%d/fd" % d.pid))
+        soft, hard = resource.prlimit(d.pid, resource.RLIMIT_NOFILE)
+        try:
+            resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (nfds + 2, hard))
+        except OSError as e:
+            self.skipTest("cannot lower wharfd's RLIMIT_NOFILE here: %s" % e)
+        served = [self.connect(d, "echo") for _ in range(2)]
+        for i, s in enumerate(served):
+            wt.echo_roundtrip(self, s, b"served %d\n" % i)
+        waiting = [self.connect(d, "echo") for _ in range(2)]   # queued in the backlog
+        for s in waiting:
+            s.sendall(b"waiting\n")
+        cpu0, t0 = cpu_seconds(d.pid), time.monotonic()
+        time.sleep(1.0)
+        cpu = cpu_seconds(d.pid) - cpu0
+        elapsed = time.monotonic() - t0
+        self.assertLess(cpu, 0.5 * elapsed, "wharfd used %.2f s of CPU in %.2f s while out of "
+                        "descriptors: it spins on accept" % (cpu, elapsed))
+        self.assertIn("Too many open files", d.log(), "the pause is not logged")
+        for s in served:
+            s.close()
+        # two descriptors are free again: both waiting clients get their echo
+        for s in waiting:
+            self.assertEqual(wt.recv_exact(s, 8, timeout=5.0), b"waiting\n")
+        resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (soft, hard))
 
 
 if __name__ == "__main__":
