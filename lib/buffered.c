@@ -41,6 +41,13 @@ static struct buffered *buffered_of(const struct wharf_stream *s)
     return s && s->ops == &buffered_ops ? (struct buffered *)(uintptr_t)s : NULL;
 }
 
+struct evbuffer *buffered_evbuffer(struct wharf_stream *s)
+{
+    struct buffered *b = buffered_of(s);
+
+    return b ? b->bs_buf : NULL;
+}
+
 /* ---- the ops table ------------------------------------------------------ */
 
 static ssize_t buffered_receive(struct wharf_stream *s, void *buf, size_t max)

@@ -284,6 +284,17 @@ int sock_wait_fd(struct iowait *w, unsigned events);
 int sock_getattr_fd(int fd, int family, const struct addr_one *peer, int attr,
                     void *out, size_t *len);
 
+/* buffered.c: for STARTTLS (tls.c), which hands the bytes a buffered layer
+ * holds to the TLS engine under it */
+struct evbuffer;
+/* The buffer of a buffered stream, or NULL when s is another kind. */
+struct evbuffer *buffered_evbuffer(struct wharf_stream *s);
+
+/* tls.c */
+/* Whether the TLS stream under s saw its transport end without
+ * close_notify (a ragged EOF), for the daemon's counters. */
+bool tls_ragged_seen(struct wharf_stream *s);
+
 /* error.c */
 
 #endif /* WHARF_INT_H */

@@ -21,6 +21,8 @@
 #include <sys/un.h>
 #include <wharf/net.h>
 
+#include <openssl/ssl.h>
+
 #include "wharfd.h"
 
 #ifndef WHARF_PLUGIN_DIR
@@ -944,6 +946,7 @@ static void conf_listener_free(struct conf_listener *l)
     json_decref(l->lst_options);
     tls_free(l->lst_tls);
     plugin_unref(&l->lst_inst);
+    SSL_CTX_free(l->lst_ssl_ctx);
 }
 
 const struct conf_listener *conf_listener_find(const struct conf *conf, const char *name)

@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <wharf/tls.h>
+
+#include "wharf-int.h"
 #include "wharfd.h"
 
 /* The idle deadline moves at most this often, and fires this much late at
@@ -256,38 +259,112 @@ static void conn_end(struct conn *c, int rc, bool timed_out)
     free(c);
 }
 
+static void conn_count_handshake(struct lworker *lw, struct wharf_stream *t)
+{
+    char version[16] = "";
+    size_t len = sizeof(version);
+    int resumed = 0;
+
+    ctr_add(&lw->lw_ctr->lc_handshakes, 1);
+    if (wharf_getattr(t, WHARF_ATTR_TLS_VERSION, version, &len) == 0)
+        ctr_add(strcmp(version, "TLSv1.3") == 0 ? &lw->lw_ctr->lc_tls13 : &lw->lw_ctr->lc_tls12, 1);
+    if (wharf_getattr_int(t, WHARF_ATTR_TLS_RESUMED, &resumed) == 0 && resumed)
+        ctr_add(&lw->lw_ctr->lc_resumed, 1);
+}
+
+/* Wraps *sp in the listener's TLS and, unless the handler starts it
+ * (STARTTLS), runs the handshake within handshake_timeout. A failed
+ * handshake is counted and logged here, and never reaches the handler.
+ * Returns 0 with *sp the TLS stream, or a negative code with *sp freed. */
+static int conn_tls(struct conn *c, struct wharf_stream **sp)
+{
+    struct lworker *lw = c->c_lw;
+    const struct lgen *g = c->c_gen;
+    struct wharf_stream *t;
+    struct wharf_scope sc;
+    char peer[128];
+    int rc;
+
+    rc = wharf_tls_new(*sp, g->lg_ssl_ctx, g->lg_tls_flags, NULL, &t);
+    *sp = NULL;
+    if (rc < 0 || (g->lg_tls_flags & WHARF_TLS_DEFERRED)) {
+        *sp = t;
+        return rc;
+    }
+    if ((rc = wharf_fail_after(&sc, g->lg_limits.lim_handshake_timeout)) == 0)
+        rc = wharf_tls_handshake(t);
+    rc = wharf_scope_exit(&sc, rc);
+    if (rc == 0) {
+        conn_count_handshake(lw, t);
+        *sp = t;
+        return 0;
+    }
+    if (rc != WHARF_ECANCELLED) {
+        ctr_add(&lw->lw_ctr->lc_handshake_failures, 1);
+        if (rc == WHARF_ETIMEDOUT)
+            log_limited(&lw->lw_lst->lst_log, CONF_LOG_INFO,
+                        "listener \"%s\": TLS handshake with %s: not finished within "
+                        "handshake_timeout (%.1fs)", lw->lw_lst->lst_name,
+                        conn_peer(c, peer, sizeof(peer)), g->lg_limits.lim_handshake_timeout);
+        else
+            log_limited(&lw->lw_lst->lst_log, CONF_LOG_INFO,
+                        "listener \"%s\": TLS handshake with %s failed: %s",
+                        lw->lw_lst->lst_name, conn_peer(c, peer, sizeof(peer)),
+                        *wharf_tls_error(t) ? wharf_tls_error(t) : wharf_strerror(rc));
+    }
+    wharf_free(t);
+    return rc;
+}
+
+/* The stream the handler gets: meter (application bytes, idle clock) and
+ * buffered over the socket or its TLS. NULL: out of memory (s freed). */
+static struct wharf_stream *conn_wrap(struct conn *c, struct wharf_stream *s,
+                                      struct wharf_scope *idle)
+{
+    struct wharf_stream *b;
+
+    s = meter_new(s, &meter_stream_ops, c->c_lw->lw_ctr, idle,
+                  c->c_gen->lg_limits.lim_idle_timeout);
+    if (s && !(b = wharf_buffered_new(s))) {
+        wharf_free(s);
+        return NULL;
+    }
+    return s ? b : NULL;
+}
+
 static int conn_task(void *arg)
 {
     struct conn *c = arg;
     const struct plugin_inst *pi = c->c_gen->lg_inst;
-    double idle_s = c->c_gen->lg_limits.lim_idle_timeout;
-    struct wharf_stream *s;
+    bool tls = c->c_gen->lg_ssl_ctx != NULL, timed_out;
+    struct wharf_stream *s = c->c_sock;
     struct wharf_scope idle;
-    bool timed_out;
     int rc;
 
+    c->c_sock = NULL;
     c->c_peerlen = sizeof(c->c_peer);
-    if (wharf_getattr_addr(c->c_sock, WHARF_ATTR_REMOTE_ADDRESS, &c->c_peer, &c->c_peerlen) < 0)
+    if (wharf_getattr_addr(s, WHARF_ATTR_REMOTE_ADDRESS, &c->c_peer, &c->c_peerlen) < 0)
         c->c_peerlen = 0;
-    if ((rc = wharf_scope_enter(&idle, wharf_clock() + idle_s, 0)) < 0) {
-        wharf_free(c->c_sock);
+    if (tls && (rc = conn_tls(c, &s)) < 0) {
+        conn_end(c, rc == -ENOMEM ? rc : 0, false);   /* counted as a handshake failure */
+        return 0;
+    }
+    if ((rc = wharf_scope_enter(&idle, wharf_clock() + c->c_gen->lg_limits.lim_idle_timeout,
+                                0)) < 0) {
+        wharf_free(s);
         conn_end(c, rc, false);
         return 0;
     }
-    s = meter_new(c->c_sock, &meter_stream_ops, c->c_lw->lw_ctr, &idle, idle_s);
-    c->c_sock = NULL;
-    if (s) {
-        struct wharf_stream *b = wharf_buffered_new(s);
-
-        if (!b)
-            wharf_free(s);
-        s = b;
-    }
+    s = conn_wrap(c, s, &idle);
     rc = s ? pi->pi_desc->handle_stream(pi->pi_instance, s) : -ENOMEM;
     if (s && rc != WHARF_ECANCELLED)
         conn_linger(s);
     rc = wharf_scope_exit(&idle, rc);
     timed_out = wharf_scope_cancelled_caught(&idle);
+    if (tls && tls_ragged_seen(s))
+        ctr_add(&c->c_lw->lw_ctr->lc_ragged_eofs, 1);
+    if (tls && (c->c_gen->lg_tls_flags & WHARF_TLS_DEFERRED) && wharf_tls_started(s))
+        conn_count_handshake(c->c_lw, s);
     wharf_free(s);
     conn_end(c, rc, timed_out);
     return 0;       /* never a failure: that would cancel the listener's group */

@@ -19,6 +19,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <openssl/ssl.h>
+#include <wharf/tls.h>
+
 #include "wharf-int.h"
 #include "wharfd.h"
 
@@ -40,6 +43,14 @@ struct lgen *lgen_new(const struct conf_listener *cl)
     g->lg_kind = cl->lst_kind;
     g->lg_limits = cl->lst_limits;
     g->lg_inst = cl->lst_inst ? plugin_ref(cl->lst_inst) : NULL;
+    if (cl->lst_ssl_ctx) {
+        SSL_CTX_up_ref(cl->lst_ssl_ctx);
+        g->lg_ssl_ctx = cl->lst_ssl_ctx;
+        /* ragged_eof = false is AnyIO's standard_compatible */
+        g->lg_tls_flags = WHARF_TLS_SERVER |
+                          (cl->lst_tls->tls_ragged_eof ? 0 : WHARF_TLS_STANDARD) |
+                          (cl->lst_tls->tls_autostart ? 0 : WHARF_TLS_DEFERRED);
+    }
     return g;
 }
 
@@ -57,6 +68,7 @@ void lgen_unref(struct lgen **gp)
     if (!g || atomic_fetch_sub_explicit(&g->lg_refs, 1, memory_order_acq_rel) != 1)
         return;
     plugin_unref(&g->lg_inst);
+    SSL_CTX_free(g->lg_ssl_ctx);
     free(g->lg_name);
     free(g);
 }

@@ -104,7 +104,8 @@ static void report(const struct conf_errors *errs, bool logged)
     }
 }
 
-/* What -t checks, and what a reload will: the file, then the plugins. */
+/* What -t checks, and what a reload will: the file, the certificates, the
+ * plugins. */
 static struct conf *load(const char *path)
 {
     struct conf_errors *errs = conf_errors_new();
@@ -117,6 +118,8 @@ static struct conf *load(const char *path)
     }
     /* plugins are tried even when the file has errors: all of them at once */
     rc = conf_parse(path, &conf, errs);
+    if (conf && tlsctx_load_all(conf, errs) < 0)
+        rc = -1;
     if (conf && plugin_load_all(conf, errs) < 0)
         rc = -1;
     if (rc < 0) {

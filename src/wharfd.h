@@ -81,6 +81,8 @@ struct conf_listener {
     char *lst_plugin;
     json_t *lst_options;            /* the handler group without "plugin": always an object */
     struct plugin_inst *lst_inst;   /* set by plugin_load_all; conf_free unrefs it */
+    struct ssl_ctx_st *lst_ssl_ctx; /* set by tlsctx_load_all for a tls listener;
+                                     * conf_free drops its reference */
 };
 
 struct conf {
@@ -174,6 +176,26 @@ void plugin_unref(struct plugin_inst **pp);
  * made stay with conf and go with conf_free. */
 int plugin_load_all(struct conf *conf, struct conf_errors *errs);
 
+/* tlsctx.c --------------------------------------------------------------- */
+
+/* Builds the SSL_CTX of cl's tls settings (SPEC.md section 2): every
+ * certificate chain and key read, checked (the key matches, the
+ * certificate is valid now) and selectable by SNI (each certificate's DNS
+ * names, or its CN when it has none; left-most-label wildcards; the first
+ * is the default); min_version; ciphers and ciphersuites (modern AEAD-only
+ * defaults); ALPN in server preference order (no overlap: the handshake
+ * fails; a client that offers none is served); client_ca with
+ * verify_client; session tickets, with ticket_key_file keys (the first
+ * encrypts, all decrypt); SSL_MODE_RELEASE_BUFFERS. Every problem is
+ * reported against its setting with conf_report. Returns 0 with *out (one
+ * reference), or -1 with *out NULL. */
+int tlsctx_new(const struct conf *conf, const struct conf_listener *cl,
+               struct conf_errors *errs, struct ssl_ctx_st **out);
+/* tlsctx_new for every tls listener of a fresh generation (into
+ * lst_ssl_ctx); every listener is tried. 0, or -1 when anything was
+ * reported. */
+int tlsctx_load_all(struct conf *conf, struct conf_errors *errs);
+
 /* log.c ------------------------------------------------------------------ */
 
 enum log_dest { LOG_DEST_STDERR, LOG_DEST_JOURNAL, LOG_DEST_SYSLOG, LOG_DEST_FILE };
@@ -223,6 +245,12 @@ struct lst_counters {
     atomic_ulong lc_bytes_out;
     atomic_ulong lc_datagrams_in;
     atomic_ulong lc_datagrams_out;
+    atomic_ulong lc_handshakes;     /* completed TLS handshakes */
+    atomic_ulong lc_handshake_failures;     /* failed or timed out */
+    atomic_ulong lc_resumed;
+    atomic_ulong lc_ragged_eofs;
+    atomic_ulong lc_tls12;          /* handshakes by version */
+    atomic_ulong lc_tls13;
 } __attribute__((aligned(64)));
 
 static inline void ctr_add(atomic_ulong *c, unsigned long n)
@@ -239,6 +267,8 @@ struct lgen {
     int lg_kind;                    /* enum conf_kind */
     struct conf_limits lg_limits;
     struct plugin_inst *lg_inst;
+    struct ssl_ctx_st *lg_ssl_ctx;  /* NULL: plain; else one reference */
+    unsigned lg_tls_flags;          /* WHARF_TLS_* for the connections' streams */
 };
 
 /* One listener on one worker: the accept loop (or the datagram handler)

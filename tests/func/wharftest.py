@@ -18,7 +18,9 @@ What a test gets from TestCase:
   self.run_wharfd(args)      a one-shot run (-t, -V, ...): returncode/stdout/stderr
   self.write_conf(...)       a config file in self.tmp
 and module helpers for listeners, free ports, and clients (recv_all,
-recv_exact, expect_closed_no_data, ...).
+recv_exact, expect_closed_no_data, ...), certificates made with the
+openssl CLI (certs()), TLS client contexts (tls_client_context) and the
+log (wait_for_log).
 
 Only loopback is used; the only process ever signalled is a wharfd this
 harness started, by its PID.
@@ -26,10 +28,12 @@ harness started, by its PID.
 
 import atexit
 import os
+import re
 import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -250,6 +254,167 @@ def udp_socket(family=socket.AF_INET, host="127.0.0.1", timeout=IO_TIMEOUT):
 def set_linger_zero(sock):
     """close() then sends a reset instead of a FIN."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+# ---- TLS: certificates and clients ------------------------------------------------
+
+OPENSSL = os.environ.get("OPENSSL", "openssl")
+
+
+def _openssl(args, cwd, stdin=None):
+    r = subprocess.run([OPENSSL] + list(args), cwd=cwd, input=stdin, capture_output=True,
+                       timeout=30, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("openssl %s: exit %d\n%s%s" % (" ".join(args), r.returncode,
+                                                          r.stdout, r.stderr))
+    return r
+
+
+def _asn1_time(t):
+    """An `openssl ca -startdate/-enddate` time: YYYYMMDDHHMMSSZ, UTC."""
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t))
+
+
+class CA:
+    """A self-signed CA (cert, key: paths) able to sign leaves with any
+    validity period (`openssl ca -startdate -enddate`: OpenSSL 3.0's x509
+    has no -not_before)."""
+
+    def __init__(self, factory, name, kind):
+        self.name, self.kind = name, kind
+        self.dir = os.path.join(factory.dir, "ca-" + name)
+        os.mkdir(self.dir)
+        self.cert = os.path.join(self.dir, "ca.pem")
+        self.key = os.path.join(self.dir, "ca.key")
+        _openssl(["req", "-x509", "-nodes", "-subj", "/CN=" + name, "-days", "3650",
+                  "-keyout", self.key, "-out", self.cert,
+                  "-addext", "basicConstraints=critical,CA:TRUE",
+                  "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+                 + CertFactory.newkey_args(kind), self.dir)
+        with open(os.path.join(self.dir, "index.txt"), "w"):
+            pass
+        with open(os.path.join(self.dir, "ca.cnf"), "w") as f:
+            f.write("[ca]\ndefault_ca = d\n"
+                    "[d]\ndatabase = index.txt\nnew_certs_dir = .\ndefault_md = sha256\n"
+                    "policy = p\nunique_subject = no\nrand_serial = yes\n"
+                    "[p]\ncommonName = supplied\n")
+
+
+class Cert:
+    """A leaf: cert and key paths, its CN and DNS names."""
+
+    def __init__(self, cert, key, cn, dns):
+        self.cert, self.key, self.cn, self.dns = cert, key, cn, tuple(dns)
+
+
+class CertFactory:
+    """Keys and certificates made at test time with the openssl CLI in dir.
+
+    ca(name, kind)       a CA ("ec": ECDSA P-256, "rsa": RSA 2048)
+    leaf(name, ca, ...)  a leaf signed by ca: DNS SANs (none: the CN only),
+                         serverAuth or clientAuth, valid from now+not_before
+                         to now+not_after seconds (negative: in the past)
+    Names are file names too: each is made once."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self._cas, self._leaves = {}, {}
+
+    @staticmethod
+    def newkey_args(kind):
+        if kind == "ec":
+            return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        if kind == "rsa":
+            return ["-newkey", "rsa:2048"]
+        raise ValueError("key kind %r: ec or rsa" % (kind,))
+
+    def ca(self, name, kind="ec"):
+        if name not in self._cas:
+            self._cas[name] = CA(self, name, kind)
+        return self._cas[name]
+
+    def leaf(self, name, ca, cn=None, dns=(), kind="ec", client=False,
+             not_before=-86400, not_after=30 * 86400):
+        if name in self._leaves:
+            return self._leaves[name]
+        cn = cn or (dns[0] if dns else name)
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        cert = os.path.join(self.dir, name + ".pem")
+        ext = os.path.join(self.dir, name + ".ext")
+        _openssl(["req", "-new", "-nodes", "-subj", "/CN=" + cn, "-keyout", key, "-out", csr]
+                 + self.newkey_args(kind), self.dir)
+        usage = "digitalSignature" + (",keyEncipherment" if kind == "rsa" else "")
+        with open(ext, "w") as f:
+            f.write("[x]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,%s\n"
+                    "extendedKeyUsage = %s\nsubjectKeyIdentifier = hash\n"
+                    "authorityKeyIdentifier = keyid:always\n"
+                    % (usage, "clientAuth" if client else "serverAuth"))
+            if dns:
+                f.write("subjectAltName = %s\n" % ",".join("DNS:" + d for d in dns))
+        now = time.time()
+        _openssl(["ca", "-batch", "-notext", "-config", "ca.cnf", "-cert", ca.cert,
+                  "-keyfile", ca.key, "-in", csr, "-out", cert,
+                  "-startdate", _asn1_time(now + not_before),
+                  "-enddate", _asn1_time(now + not_after),
+                  "-extfile", ext, "-extensions", "x"], ca.dir)
+        self._leaves[name] = Cert(cert, key, cn, dns)
+        return self._leaves[name]
+
+
+_certs = None
+
+
+def certs():
+    """The process's CertFactory: one directory for every test of a file
+    (keys are slow to make), removed at exit."""
+    global _certs
+    if _certs is None:
+        d = tempfile.mkdtemp(prefix="wharf-certs-")
+        atexit.register(shutil.rmtree, d, True)
+        _certs = CertFactory(d)
+    return _certs
+
+
+def tls_client_context(ca=None, cert=None, versions=None, alpn=None, ciphers=None):
+    """A client SSLContext: verifies against ca (a CA or a path; None: no
+    verification), host names not checked (tests look at the certificate
+    themselves); cert: a Cert to present; versions: (min, max) of
+    ssl.TLSVersion; alpn: protocols to offer; ciphers: TLS 1.2 cipher list."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    if ca is None:
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.load_verify_locations(cafile=getattr(ca, "cert", ca))
+    if cert is not None:
+        ctx.load_cert_chain(cert.cert, cert.key)
+    if versions:
+        ctx.minimum_version, ctx.maximum_version = versions
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def peer_names(ssl_sock):
+    """(CN, [DNS SANs]) of the certificate the peer showed (verified)."""
+    pc = ssl_sock.getpeercert()
+    cn = [v for rdn in pc.get("subject", ()) for k, v in rdn if k == "commonName"]
+    return (cn[0] if cn else None), [v for k, v in pc.get("subjectAltName", ()) if k == "DNS"]
+
+
+def wait_for_log(d, pattern, timeout=IO_TIMEOUT):
+    """The first match of the regex pattern in d's log within timeout, or
+    None."""
+    rx = re.compile(pattern, re.M)
+    deadline = time.monotonic() + timeout
+    while True:
+        m = rx.search(d.log())
+        if m or time.monotonic() > deadline:
+            return m
+        time.sleep(0.02)
 
 
 # ---- the daemon ------------------------------------------------------------------
