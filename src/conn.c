@@ -247,14 +247,14 @@ static void conn_end(struct conn *c, int rc, bool timed_out)
                   conn_peer(c, peer, sizeof(peer)), c->c_gen->lg_limits.lim_idle_timeout);
     } else if (rc < 0 && rc != WHARF_ECANCELLED) {
         ctr_add(&lw->lw_ctr->lc_errors, 1);
-        log_limited(&l->lst_log, CONF_LOG_INFO, "listener \"%s\": connection from %s: %s",
+        log_limited(&l->lst_stats->ls_log, CONF_LOG_INFO, "listener \"%s\": connection from %s: %s",
                     l->lst_name, conn_peer(c, peer, sizeof(peer)), wharf_strerror(rc));
     } else if (log_enabled(CONF_LOG_DEBUG)) {
         log_debug("listener \"%s\": connection from %s: closed", l->lst_name,
                   conn_peer(c, peer, sizeof(peer)));
     }
     ctr_add(&lw->lw_ctr->lc_closed, 1);
-    atomic_fetch_sub(&l->lst_active, 1);
+    atomic_fetch_sub(&l->lst_stats->ls_active, 1);
     lgen_unref(&c->c_gen);
     free(c);
 }
@@ -302,12 +302,12 @@ static int conn_tls(struct conn *c, struct wharf_stream **sp)
     if (rc != WHARF_ECANCELLED) {
         ctr_add(&lw->lw_ctr->lc_handshake_failures, 1);
         if (rc == WHARF_ETIMEDOUT)
-            log_limited(&lw->lw_lst->lst_log, CONF_LOG_INFO,
+            log_limited(&lw->lw_lst->lst_stats->ls_log, CONF_LOG_INFO,
                         "listener \"%s\": TLS handshake with %s: not finished within "
                         "handshake_timeout (%.1fs)", lw->lw_lst->lst_name,
                         conn_peer(c, peer, sizeof(peer)), g->lg_limits.lim_handshake_timeout);
         else
-            log_limited(&lw->lw_lst->lst_log, CONF_LOG_INFO,
+            log_limited(&lw->lw_lst->lst_stats->ls_log, CONF_LOG_INFO,
                         "listener \"%s\": TLS handshake with %s failed: %s",
                         lw->lw_lst->lst_name, conn_peer(c, peer, sizeof(peer)),
                         *wharf_tls_error(t) ? wharf_tls_error(t) : wharf_strerror(rc));
@@ -389,7 +389,7 @@ void conn_start(struct lworker *lw, struct wharf_stream *sock)
     }
     ctr_add(&lw->lw_ctr->lc_errors, 1);
     ctr_add(&lw->lw_ctr->lc_closed, 1);
-    atomic_fetch_sub(&lw->lw_lst->lst_active, 1);
+    atomic_fetch_sub(&lw->lw_lst->lst_stats->ls_active, 1);
 }
 
 /* ---- datagrams -------------------------------------------------------------- */

@@ -35,7 +35,10 @@ struct lgen *lgen_new(const struct conf_listener *cl)
 {
     struct lgen *g = calloc(1, sizeof(*g));
 
-    if (!g || !(g->lg_name = strdup(cl->lst_name))) {
+    if (!g || !(g->lg_name = strdup(cl->lst_name)) ||
+        (cl->lst_plugin && !(g->lg_plugin = strdup(cl->lst_plugin)))) {
+        if (g)
+            free(g->lg_name);
         free(g);
         return NULL;
     }
@@ -69,6 +72,7 @@ void lgen_unref(struct lgen **gp)
         return;
     plugin_unref(&g->lg_inst);
     SSL_CTX_free(g->lg_ssl_ctx);
+    free(g->lg_plugin);
     free(g->lg_name);
     free(g);
 }
@@ -140,6 +144,14 @@ static void listener_close_fds(struct listener *l)
     l->lst_nfds = 0;
 }
 
+void listener_close_sockets(struct listener *l)
+{
+    listener_close_fds(l);
+    if (l->lst_unlink)
+        unlink(l->lst_address);
+    l->lst_unlink = false;
+}
+
 static int listener_bind(struct listener *l, const struct conf_listener *cl,
                          const char **what)
 {
@@ -164,8 +176,50 @@ static int listener_bind(struct listener *l, const struct conf_listener *cl,
     return 0;
 }
 
-int listener_new(const struct conf_listener *cl, unsigned nworkers,
-                 struct listener **out, const char **what)
+/* ---- stats that survive reloads ---------------------------------------------- */
+
+struct lst_stats *lst_stats_new(const char *name, unsigned nworkers)
+{
+    struct lst_stats *st = calloc(1, sizeof(*st));
+
+    if (!st || !(st->ls_name = strdup(name)) ||
+        !(st->ls_ctr = aligned_alloc(64, nworkers * sizeof(*st->ls_ctr)))) {
+        if (st)
+            free(st->ls_name);
+        free(st);
+        return NULL;
+    }
+    memset(st->ls_ctr, 0, nworkers * sizeof(*st->ls_ctr));
+    st->ls_refs = 1;
+    st->ls_nworkers = nworkers;
+    atomic_init(&st->ls_active, 0);
+    return st;
+}
+
+void lst_stats_unref(struct lst_stats **sp)
+{
+    struct lst_stats *st = *sp;
+
+    *sp = NULL;
+    if (!st || --st->ls_refs > 0)
+        return;
+    free(st->ls_ctr);
+    free(st->ls_name);
+    free(st);
+}
+
+/* A socket systemd bound for us: every worker accepts on it (a dup each). */
+static int listener_adopt(struct listener *l, int fd)
+{
+    if (!(l->lst_fds = calloc(1, sizeof(int))))
+        return -ENOMEM;
+    l->lst_fds[0] = fd;
+    l->lst_nfds = 1;
+    return 0;
+}
+
+int listener_new(const struct conf_listener *cl, unsigned nworkers, int fd,
+                 struct lst_stats *stats, struct listener **out, const char **what)
 {
     struct listener *l = calloc(1, sizeof(*l));
     int rc = -ENOMEM;
@@ -176,15 +230,17 @@ int listener_new(const struct conf_listener *cl, unsigned nworkers,
         return -ENOMEM;
     l->lst_nworkers = nworkers;
     l->lst_kind = cl->lst_kind;
-    atomic_init(&l->lst_active, 0);
-    if (!(l->lst_name = strdup(cl->lst_name)) ||
+    atomic_init(&l->lst_running, 0);
+    if (stats)
+        stats->ls_refs++;
+    l->lst_stats = stats ? stats : lst_stats_new(cl->lst_name, nworkers);
+    if (!l->lst_stats || !(l->lst_name = strdup(cl->lst_name)) ||
         !(l->lst_address = strdup(cl->lst_address)) ||
-        !(l->lst_ctr = aligned_alloc(64, nworkers * sizeof(*l->lst_ctr))) ||
         !(l->lst_workers = calloc(nworkers, sizeof(*l->lst_workers))) ||
         !(l->lst_gen = lgen_new(cl)))
         goto fail;
-    memset(l->lst_ctr, 0, nworkers * sizeof(*l->lst_ctr));
-    if ((rc = listener_bind(l, cl, what)) < 0)
+    rc = fd >= 0 ? listener_adopt(l, fd) : listener_bind(l, cl, what);
+    if (rc < 0)
         goto fail;
     *out = l;
     return 0;
@@ -197,14 +253,12 @@ void listener_free(struct listener *l)
 {
     if (!l)
         return;
-    listener_close_fds(l);
-    if (l->lst_unlink)
-        unlink(l->lst_address);
+    listener_close_sockets(l);
     for (unsigned i = 0; l->lst_workers && i < l->lst_nworkers; i++)
         lgen_unref(&l->lst_workers[i].lw_gen);
     lgen_unref(&l->lst_gen);
+    lst_stats_unref(&l->lst_stats);
     free(l->lst_workers);
-    free(l->lst_ctr);
     free(l->lst_fds);
     free(l->lst_address);
     free(l->lst_name);
@@ -224,11 +278,11 @@ static void accept_one(struct lworker *lw, struct wharf_stream *conn)
     struct listener *l = lw->lw_lst;
     long max = lw->lw_gen->lg_limits.lim_max_connections;
 
-    if (atomic_fetch_add(&l->lst_active, 1) >= max) {
-        atomic_fetch_sub(&l->lst_active, 1);
+    if (atomic_fetch_add(&l->lst_stats->ls_active, 1) >= max) {
+        atomic_fetch_sub(&l->lst_stats->ls_active, 1);
         ctr_add(&lw->lw_ctr->lc_rejected, 1);
         wharf_free(conn);
-        log_limited(&l->lst_log, CONF_LOG_WARNING,
+        log_limited(&l->lst_stats->ls_log, CONF_LOG_WARNING,
                     "listener \"%s\": max_connections (%ld) reached: connection refused",
                     l->lst_name, max);
         return;
@@ -254,13 +308,13 @@ static int accept_loop(struct lworker *lw, struct wharf_stream *sock)
         } else if (rc == WHARF_ECANCELLED || rc == WHARF_ECLOSED) {
             break;
         } else if (accept_resource_error(rc)) {
-            log_limited(&l->lst_log, CONF_LOG_WARNING,
+            log_limited(&l->lst_stats->ls_log, CONF_LOG_WARNING,
                         "listener \"%s\": accept: %s: pausing for %.1fs", l->lst_name,
                         wharf_strerror(rc), ACCEPT_BACKOFF);
             if (wharf_sleep(ACCEPT_BACKOFF) == WHARF_ECANCELLED)
                 break;
         } else {
-            log_limited(&l->lst_log, CONF_LOG_WARNING, "listener \"%s\": accept: %s",
+            log_limited(&l->lst_stats->ls_log, CONF_LOG_WARNING, "listener \"%s\": accept: %s",
                         l->lst_name, wharf_strerror(rc));
         }
     }
@@ -321,32 +375,84 @@ int listener_run(void *arg)
         lw->lw_group = NULL;
     }
     lw->lw_done = true;
-    server_task_done(lw->lw_srv);
+    server_task_done(lw->lw_srv, l);
     return 0;
 }
 
-/* ---- stopping, from any thread ------------------------------------------- */
+/* ---- reaching a worker's task, from the main thread ------------------------ */
+
+/* A small task run on lw's worker; it counts as one of the listener's
+ * tasks, so that the listener outlives it. */
+struct lw_call {
+    struct lworker *lc_lw;
+    struct lgen *lc_gen;            /* swap: the new generation */
+};
+
+static void lw_call_done(struct lw_call *c)
+{
+    struct lworker *lw = c->lc_lw;
+
+    lgen_unref(&c->lc_gen);
+    free(c);
+    server_task_done(lw->lw_srv, lw->lw_lst);
+}
 
 static int stop_task(void *arg)
 {
-    struct lworker *lw = arg;
+    struct lw_call *c = arg;
+    struct lworker *lw = c->lc_lw;
 
     lw->lw_hard |= atomic_load(&lw->lw_hard_req);
-    if (lw->lw_done)
-        return 0;
-    lw->lw_stopping = true;
-    if (lw->lw_accept)
-        wharf_scope_cancel(lw->lw_accept);
-    /* a datagram handler has nothing to drain; a connection draining
-     * already is cut short only by a hard stop */
-    if (lw->lw_group && (lw->lw_hard || lw->lw_lst->lst_kind == CONF_UDP))
-        wharf_group_cancel(lw->lw_group);
+    if (!lw->lw_done) {
+        lw->lw_stopping = true;
+        if (lw->lw_accept)
+            wharf_scope_cancel(lw->lw_accept);
+        /* a datagram handler has nothing to drain; a connection draining
+         * already is cut short only by a hard stop */
+        if (lw->lw_group && (lw->lw_hard || lw->lw_lst->lst_kind == CONF_UDP))
+            wharf_group_cancel(lw->lw_group);
+    }
+    lw_call_done(c);
     return 0;
+}
+
+/* New connections get the new generation; open ones keep theirs. */
+static int swap_task(void *arg)
+{
+    struct lw_call *c = arg;
+    struct lworker *lw = c->lc_lw;
+    struct lgen *old = lw->lw_gen;
+
+    lw->lw_gen = c->lc_gen;
+    c->lc_gen = old;                /* unreferenced by lw_call_done */
+    lw_call_done(c);
+    return 0;
+}
+
+static int lw_call(struct lworker *lw, wharf_task_fn fn, struct lgen *gen)
+{
+    struct lw_call *c = calloc(1, sizeof(*c));
+    int rc;
+
+    if (!c)
+        return -ENOMEM;
+    c->lc_lw = lw;
+    c->lc_gen = gen ? lgen_ref(gen) : NULL;
+    atomic_fetch_add(&lw->lw_lst->lst_running, 1);
+    atomic_fetch_add(&lw->lw_srv->srv_running, 1);
+    if ((rc = worker_spawn(lw->lw_worker, fn, c)) < 0)
+        lw_call_done(c);
+    return rc;
 }
 
 int listener_stop(struct lworker *lw, bool hard)
 {
     if (hard)
         atomic_store(&lw->lw_hard_req, true);
-    return worker_spawn(lw->lw_worker, stop_task, lw);
+    return lw_call(lw, stop_task, NULL);
+}
+
+int listener_swap_gen(struct lworker *lw, struct lgen *gen)
+{
+    return lw_call(lw, swap_task, gen);
 }

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -36,8 +38,10 @@ struct options {
 
 struct daemon {
     struct server d_srv;
+    const char *d_config;           /* the file SIGHUP reloads */
     struct event_base *d_base;
     struct event *d_signals[4];
+    struct event *d_watchdog;
     int d_stops;                    /* SIGTERM/SIGINT received */
 };
 
@@ -104,34 +108,42 @@ static void report(const struct conf_errors *errs, bool logged)
     }
 }
 
-/* What -t checks, and what a reload will: the file, the certificates, the
- * plugins. */
 static struct conf *load(const char *path)
 {
     struct conf_errors *errs = conf_errors_new();
-    struct conf *conf = NULL;
-    int rc;
+    struct conf *conf;
 
     if (!errs) {
         fprintf(stderr, "wharfd: %s: %s\n", path, strerror(ENOMEM));
         return NULL;
     }
-    /* plugins are tried even when the file has errors: all of them at once */
-    rc = conf_parse(path, &conf, errs);
-    if (conf && tlsctx_load_all(conf, errs) < 0)
-        rc = -1;
-    if (conf && plugin_load_all(conf, errs) < 0)
-        rc = -1;
-    if (rc < 0) {
-        conf_free(conf);
-        conf = NULL;
-    }
+    conf = reload_load(path, errs);
     report(errs, false);
     conf_errors_free(errs);
     return conf;
 }
 
 /* ---- signals ------------------------------------------------------------------ */
+
+/* STATUS= for systemctl status: what runs, in a few words. */
+static void notify_status(struct daemon *d, const char *state)
+{
+    sd_notify_state("%sSTATUS=%zu listeners, %u workers; reloads: %lu ok, %lu failed",
+                    state, d->d_srv.srv_nlisteners, d->d_srv.srv_nworkers,
+                    d->d_srv.srv_reloads_ok, d->d_srv.srv_reloads_failed);
+}
+
+static void reload(struct daemon *d)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    sd_notify_state("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+                    (unsigned long long)ts.tv_sec * 1000000ULL +
+                        (unsigned long long)ts.tv_nsec / 1000, d->d_config);
+    reload_run(&d->d_srv, d->d_config);
+    notify_status(d, "READY=1\n");
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -147,16 +159,43 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         log_info("%s: %s", strsignal((int)sig),
                  d->d_stops == 1 ? "stopping; connections may finish for their drain_timeout"
                                  : "stopping now");
+        sd_notify_state("STOPPING=1\nSTATUS=stopping");
         server_stop(&d->d_srv, d->d_stops > 1);
         break;
     case SIGHUP:
-        log_warning("SIGHUP: reloading is not in this version of wharfd; nothing changed");
+        if (d->d_stops == 0)
+            reload(d);
         break;
     case SIGUSR1:
         if ((rc = log_reopen()) < 0)
             log_error("SIGUSR1: cannot reopen the log file: %s", strerror(-rc));
         break;
     }
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    sd_notify_state("WATCHDOG=1");
+}
+
+/* WATCHDOG=1 at half the interval systemd expects, from the main loop: a
+ * stuck main thread is what the watchdog should catch. */
+static int watch_dog(struct daemon *d)
+{
+    double interval = sd_watchdog_interval();
+    struct timeval tv;
+
+    if (interval <= 0)
+        return 0;
+    tv.tv_sec = (time_t)(interval / 2);
+    tv.tv_usec = (suseconds_t)((interval / 2 - (double)tv.tv_sec) * 1e6);
+    if (!(d->d_watchdog = event_new(d->d_base, -1, EV_PERSIST, on_watchdog, d)) ||
+        event_add(d->d_watchdog, &tv) < 0)
+        return -1;
+    return 0;
 }
 
 static int watch_signals(struct daemon *d)
@@ -176,28 +215,40 @@ static void daemon_free(struct daemon *d)
     for (size_t i = 0; i < sizeof(d->d_signals) / sizeof(d->d_signals[0]); i++)
         if (d->d_signals[i])
             event_free(d->d_signals[i]);
+    if (d->d_watchdog)
+        event_free(d->d_watchdog);
     if (d->d_base)
         event_base_free(d->d_base);
 }
 
 /* ---- running ---------------------------------------------------------------------- */
 
-static int run(struct conf *conf)
+static int run(struct conf *conf, const struct options *o)
 {
     struct daemon d;
     struct conf_errors *errs;
     int rc;
 
     memset(&d, 0, sizeof(d));
+    d.d_config = o->opt_config;
     signal(SIGPIPE, SIG_IGN);
     if (evthread_use_pthreads() < 0 || !(d.d_base = event_base_new()) ||
-        watch_signals(&d) < 0 || !(errs = conf_errors_new())) {
+        watch_signals(&d) < 0 || watch_dog(&d) < 0 || !(errs = conf_errors_new())) {
         fprintf(stderr, "wharfd: cannot set up the main loop\n");
         conf_free(conf);
         daemon_free(&d);
         return EX_OSERR;
     }
-    if (server_start(&d.d_srv, d.d_base, conf, errs) < 0) {
+    /* bind, drop privileges, then start the workers (SPEC.md section 3) */
+    if (priv_check(conf, o->opt_foreground, errs) < 0) {
+        report(errs, true);
+        conf_errors_free(errs);
+        conf_free(conf);
+        daemon_free(&d);
+        return EX_CONFIG;
+    }
+    if (server_start(&d.d_srv, d.d_base, conf, errs) < 0 ||
+        priv_drop(d.d_srv.srv_conf, errs) < 0 || server_run(&d.d_srv, errs) < 0) {
         report(errs, true);
         conf_errors_free(errs);
         server_free(&d.d_srv);
@@ -207,6 +258,7 @@ static int run(struct conf *conf)
     conf_errors_free(errs);
     log_info("ready: %zu listeners, %u workers (wharfd %s, pid %ld)", d.d_srv.srv_nlisteners,
              d.d_srv.srv_nworkers, WHARF_VERSION, (long)getpid());
+    notify_status(&d, "READY=1\n");
     event_base_dispatch(d.d_base);
     rc = d.d_srv.srv_stopping ? EX_OK : 1;
     if (rc != EX_OK)
@@ -238,7 +290,7 @@ int main(int argc, char **argv)
         conf_free(conf);
         return EX_OSERR;
     }
-    rc = run(conf);
+    rc = run(conf, &o);
     log_close();
     return rc;
 }

@@ -11,10 +11,12 @@
 #include <sys/socket.h>
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <wharf/plugin.h>
 
 struct plugin_inst;
+struct server;
 struct event;
 struct event_base;
 struct wharf_stream;
@@ -196,6 +198,42 @@ int tlsctx_new(const struct conf *conf, const struct conf_listener *cl,
  * reported. */
 int tlsctx_load_all(struct conf *conf, struct conf_errors *errs);
 
+/* sd.c ------------------------------------------------------------------- */
+
+/* The systemd protocols, written from their documentation (sd_notify(3),
+ * sd_listen_fds(3)); no libsystemd. */
+
+/* Sends one notification ("READY=1", "STATUS=...", several lines at once
+ * allowed) to $NOTIFY_SOCKET (a path, or "@name" for the abstract
+ * namespace). Returns 1 sent, 0 not under a notify-aware supervisor
+ * (no NOTIFY_SOCKET), -errno. Safe from any thread. */
+int sd_notify_state(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* WATCHDOG_USEC in seconds when WATCHDOG_PID is unset or ours; 0 if none. */
+double sd_watchdog_interval(void);
+
+/* A socket passed by socket activation, with its FileDescriptorName=. */
+struct sd_socket {
+    int ss_fd;
+    char ss_name[256];              /* "" when LISTEN_FDNAMES does not name it */
+};
+/* The sockets of LISTEN_FDS (3, 4, ...) when LISTEN_PID is ours, named by
+ * LISTEN_FDNAMES; made close-on-exec; the variables are unset so that
+ * children do not see them. Returns the count (0: none) with *out
+ * malloc'd, or -errno. */
+int sd_listen_sockets(struct sd_socket **out);
+
+/* stats.c ---------------------------------------------------------------- */
+
+/* The statistics of SPEC.md section 6, as one JSON object (a new
+ * reference), summed from every worker's counters; from any thread. NULL:
+ * out of memory. */
+json_t *stats_snapshot(struct server *srv);
+/* The same figures in the Prometheus text format 0.0.4 (malloc'd). */
+char *stats_prometheus(const json_t *snapshot);
+/* The server the plugins' stats callback reads (wharf_plugin_env); set by
+ * server_start, cleared by server_free. */
+void stats_attach(struct server *srv);
+
 /* log.c ------------------------------------------------------------------ */
 
 enum log_dest { LOG_DEST_STDERR, LOG_DEST_JOURNAL, LOG_DEST_SYSLOG, LOG_DEST_FILE };
@@ -264,6 +302,7 @@ static inline void ctr_add(atomic_ulong *c, unsigned long n)
 struct lgen {
     atomic_long lg_refs;
     char *lg_name;
+    char *lg_plugin;                /* the plugin's name, for the stats */
     int lg_kind;                    /* enum conf_kind */
     struct conf_limits lg_limits;
     struct plugin_inst *lg_inst;
@@ -290,18 +329,32 @@ struct lworker {
     bool lw_done;
 };
 
-/* A listener of the running set: its sockets and what survives a reload
- * that keeps it (counters, the active count, the log limiter). */
+/* What survives a reload, by listener name: the counters (one block per
+ * worker), the count of open connections that max_connections limits, the
+ * log limiter. Shared by the listener objects of one name (a reload that
+ * moves a listener to a new address makes a new object with the same
+ * stats). Refcounted; changed only by the main thread, except the
+ * counters and ls_active. */
+struct lst_stats {
+    long ls_refs;                   /* main thread only */
+    char *ls_name;
+    atomic_long ls_active;          /* open connections, all workers */
+    struct log_limit ls_log;
+    unsigned ls_nworkers;
+    struct lst_counters *ls_ctr;    /* [ls_nworkers] */
+};
+
+/* A listener of the running set: its sockets and tasks. */
 struct listener {
     char *lst_name;
     int lst_kind;                   /* enum conf_kind */
     char *lst_address;              /* as configured */
-    int *lst_fds;                   /* TCP/UDP: one per worker; UNIX: one */
+    int *lst_fds;                   /* TCP/UDP: one per worker; UNIX or activated: one */
     size_t lst_nfds;
     bool lst_unlink;                /* a UNIX socket file we made */
-    atomic_long lst_active;         /* open connections, all workers */
-    struct log_limit lst_log;
-    struct lst_counters *lst_ctr;   /* [nworkers] */
+    bool lst_draining;              /* removed by a reload; connections still open */
+    atomic_long lst_running;        /* its worker tasks not finished */
+    struct lst_stats *lst_stats;
     struct lworker *lst_workers;    /* [nworkers] */
     unsigned lst_nworkers;
     struct lgen *lst_gen;           /* the current generation */
@@ -310,16 +363,27 @@ struct listener {
 struct lgen *lgen_new(const struct conf_listener *cl);
 struct lgen *lgen_ref(struct lgen *g);
 void lgen_unref(struct lgen **gp);
-/* Binds cl's sockets for nworkers workers. Returns 0 with *out, or -errno
- * with *what naming the call that failed ("bind", "listen", ...). */
-int listener_new(const struct conf_listener *cl, unsigned nworkers,
-                 struct listener **out, const char **what);
+struct lst_stats *lst_stats_new(const char *name, unsigned nworkers);
+void lst_stats_unref(struct lst_stats **sp);
+/* Binds cl's sockets for nworkers workers (or adopts fd, a socket passed by
+ * systemd, when fd >= 0), sharing stats (a reference is taken; NULL: new
+ * ones). Returns 0 with *out, or -errno with *what naming the call that
+ * failed ("bind", "listen", ...). */
+int listener_new(const struct conf_listener *cl, unsigned nworkers, int fd,
+                 struct lst_stats *stats, struct listener **out, const char **what);
+/* Closes the listener's own descriptors (and removes the UNIX socket file
+ * it made): once its workers' tasks have closed theirs, new connections
+ * are refused. */
+void listener_close_sockets(struct listener *l);
 void listener_free(struct listener *l);
 /* The task of one listener on one worker (arg: the struct lworker). */
 int listener_run(void *arg);
 /* Asks lw's task to stop accepting (hard: and cancel its connections);
- * from any thread. */
+ * from the main thread. 0 or -ENOMEM. */
 int listener_stop(struct lworker *lw, bool hard);
+/* Hands lw's task a new generation (a reference is taken) for the
+ * connections it accepts from now on; from the main thread. */
+int listener_swap_gen(struct lworker *lw, struct lgen *gen);
 
 /* conn.c ----------------------------------------------------------------- */
 
@@ -338,27 +402,78 @@ struct server {
     struct conf *srv_conf;          /* the running generation */
     struct worker **srv_workers;
     unsigned srv_nworkers;
+    /* The set, changed by the main thread under srv_lock (the stats read
+     * it from workers): the listeners of srv_conf, in its order, and the
+     * ones a reload removed that still drain. */
+    pthread_mutex_t srv_lock;
     struct listener **srv_listeners;
     size_t srv_nlisteners;
-    atomic_long srv_running;        /* listener tasks not finished */
-    struct event *srv_done_ev;      /* made active when srv_running reaches 0 */
+    struct listener **srv_draining;
+    size_t srv_ndraining;
+    /* reloads, for the stats (under srv_lock) */
+    unsigned long srv_reloads_ok;
+    unsigned long srv_reloads_failed;
+    char *srv_reload_error;         /* the last failure's first error; NULL: none yet */
+    double srv_reload_at;           /* wall clock of the last reload; 0: none yet */
+    double srv_started_at;          /* wall clock (seconds since the epoch) */
+    double srv_started_mono;        /* wharf_clock() at start, for the uptime */
+    struct sd_socket *srv_sd;       /* sockets systemd passed (fd -1 once taken) */
+    size_t srv_nsd;
+    atomic_long srv_running;        /* listener tasks not finished, all listeners */
+    struct event *srv_done_ev;      /* made active when a listener task ends */
     bool srv_stopping;
 };
 
 /* Resolves `workers = 0` to the CPUs this process may run on. */
 unsigned server_nworkers(const struct conf *conf);
-/* Binds every listener of conf, starts the workers and the listener tasks.
+/* "tcp", "unix", "udp". */
+const char *server_kind_name(int kind);
+/* Makes the listener cl of conf, bound (or on the socket systemd passed
+ * under its name), with stats (NULL: new). 0 with *out, or -1 with the
+ * reason reported against cl's address setting. */
+int server_bind(struct server *srv, const struct conf *conf, const struct conf_listener *cl,
+                struct lst_stats *stats, struct listener **out, struct conf_errors *errs);
+/* Starts l's task on every worker. */
+void server_run_listener(struct server *srv, struct listener *l);
+/* Stops l's tasks: no more accepting, then drain (hard: cancel now). */
+void server_stop_listener(struct listener *l, bool hard);
+/* Binds every listener of conf (or takes the sockets systemd passed).
  * Takes ownership of conf either way. Returns 0; or -1 with a message in
- * errs for each listener that cannot be bound (or why nothing could
- * start): nothing runs then, and server_free releases what was made. */
+ * errs for each listener that cannot be bound: nothing runs then, and
+ * server_free releases what was made. */
 int server_start(struct server *srv, struct event_base *base, struct conf *conf,
                  struct conf_errors *errs);
+/* Then starts the workers and the listeners' tasks. 0, or -1 (errs). */
+int server_run(struct server *srv, struct conf_errors *errs);
 /* Stops accepting; connections drain for their drain_timeout (hard: they
  * are cancelled now). The done event fires once every task has ended. */
 void server_stop(struct server *srv, bool hard);
-/* Called by a listener task as it ends. */
-void server_task_done(struct server *srv);
+/* Called by a listener task as it ends (from its worker). */
+void server_task_done(struct server *srv, struct listener *l);
 /* After the done event (or a failed start): stops the workers, frees all. */
 void server_free(struct server *srv);
+
+/* priv.c ------------------------------------------------------------------ */
+
+/* Refuses to run as root with no `user` unless foreground (-f). 0 or -1
+ * with the reason in errs. */
+int priv_check(const struct conf *conf, bool foreground, struct conf_errors *errs);
+/* Becomes conf's `user` (its uid, gid and groups) when set. 0, or -1 with
+ * the reason reported against the `user` setting. */
+int priv_drop(const struct conf *conf, struct conf_errors *errs);
+
+/* reload.c --------------------------------------------------------------- */
+
+/* Loads path into a fresh generation: the file, the certificates, the
+ * plugins (each tried even when the file has errors: every problem at
+ * once). What -t, the start and SIGHUP run. NULL with errs filled. */
+struct conf *reload_load(const char *path, struct conf_errors *errs);
+/* SIGHUP: loads path into a new generation (every check of a start,
+ * certificates and plugins included) and commits it by listener name:
+ * KEEP (same address: the same sockets, the new generation for new
+ * connections), NEW (bound; any failure changes nothing), DROP (stops
+ * accepting, drains). Counts and records the outcome for the stats.
+ * Returns 0, or -1 when nothing changed (every error logged). */
+int reload_run(struct server *srv, const char *path);
 
 #endif /* WHARFD_H */
