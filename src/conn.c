@@ -35,6 +35,7 @@
 
 struct meter {
     struct wharf_stream m_base;
+    const struct proxy_hdr *m_proxy;    /* the addresses a PROXY header gave, or NULL */
     struct lst_counters *m_ctr;
     struct wharf_scope *m_idle;     /* NULL: no idle clock (datagrams) */
     double m_idle_s;
@@ -146,6 +147,30 @@ static int meter_wait(struct wharf_stream *s, unsigned events)
     return wharf_wait(s->inner, events);
 }
 
+/* Behind a balancer, the peer is the client its PROXY header named. */
+static int meter_getattr(struct wharf_stream *s, int attr, void *out, size_t *len)
+{
+    const struct proxy_hdr *h = ((struct meter *)s)->m_proxy;
+    int port;
+
+    if (!h)
+        return -ENOENT;
+    switch (attr) {
+    case WHARF_ATTR_FAMILY:
+        return stream_attr_int(out, len, h->ph_src.ss_family);
+    case WHARF_ATTR_REMOTE_ADDRESS:
+        return stream_attr_copy(out, len, &h->ph_src, h->ph_srclen);
+    case WHARF_ATTR_LOCAL_ADDRESS:
+        return stream_attr_copy(out, len, &h->ph_dst, h->ph_dstlen);
+    case WHARF_ATTR_REMOTE_PORT:
+    case WHARF_ATTR_LOCAL_PORT:
+        port = addr_port((const struct sockaddr *)(attr == WHARF_ATTR_REMOTE_PORT ? &h->ph_src
+                                                                                 : &h->ph_dst));
+        return port < 0 ? port : stream_attr_int(out, len, port);
+    }
+    return -ENOENT;
+}
+
 static int meter_close(struct wharf_stream *s)
 {
     return wharf_close(s->inner);
@@ -166,6 +191,7 @@ static const struct wharf_stream_ops meter_stream_ops = {
     .send_nowait = meter_send_nowait,
     .send_eof = meter_send_eof,
     .wait = meter_wait,
+    .getattr = meter_getattr,
     .close = meter_close,
     .free = meter_free,
 };
@@ -205,8 +231,11 @@ struct conn {
     struct lworker *c_lw;
     struct lgen *c_gen;                 /* the generation it started under */
     struct wharf_stream *c_sock;
-    struct sockaddr_storage c_peer;
+    struct sockaddr_storage c_peer;     /* for the log: the client (PROXY: the named one) */
     socklen_t c_peerlen;
+    struct proxy_hdr c_proxy;
+    bool c_proxied;                     /* c_proxy names the client */
+    const char *c_why;                  /* a bad PROXY header: what is wrong */
 };
 
 static const char *conn_peer(const struct conn *c, char *buf, size_t size)
@@ -272,52 +301,113 @@ static void conn_count_handshake(struct lworker *lw, struct wharf_stream *t)
         ctr_add(&lw->lw_ctr->lc_resumed, 1);
 }
 
+/* The PROXY header, read through a buffered layer that keeps what follows
+ * it (a ClientHello) for the next layer. */
+static int conn_proxy(struct conn *c, struct wharf_stream **sp)
+{
+    struct wharf_stream *b = wharf_buffered_new(*sp);
+    int rc;
+
+    if (!b) {
+        wharf_free(*sp);
+        *sp = NULL;
+        return -ENOMEM;
+    }
+    *sp = b;
+    if ((rc = proxy_read(b, &c->c_proxy, &c->c_why)) < 0)
+        return rc;
+    if (!c->c_proxy.ph_local) {
+        c->c_proxied = true;
+        memcpy(&c->c_peer, &c->c_proxy.ph_src, sizeof(c->c_peer));
+        c->c_peerlen = c->c_proxy.ph_srclen;
+    }
+    return 0;
+}
+
 /* Wraps *sp in the listener's TLS and, unless the handler starts it
- * (STARTTLS), runs the handshake within handshake_timeout. A failed
- * handshake is counted and logged here, and never reaches the handler.
- * Returns 0 with *sp the TLS stream, or a negative code with *sp freed. */
+ * (STARTTLS), runs the handshake. *sp is the TLS stream afterwards, even
+ * when the handshake failed (for its reason). */
 static int conn_tls(struct conn *c, struct wharf_stream **sp)
 {
-    struct lworker *lw = c->c_lw;
     const struct lgen *g = c->c_gen;
     struct wharf_stream *t;
-    struct wharf_scope sc;
-    char peer[128];
     int rc;
 
     rc = wharf_tls_new(*sp, g->lg_ssl_ctx, g->lg_tls_flags, NULL, &t);
-    *sp = NULL;
-    if (rc < 0 || (g->lg_tls_flags & WHARF_TLS_DEFERRED)) {
-        *sp = t;
+    *sp = t;
+    if (rc < 0 || (g->lg_tls_flags & WHARF_TLS_DEFERRED))
         return rc;
-    }
-    if ((rc = wharf_fail_after(&sc, g->lg_limits.lim_handshake_timeout)) == 0)
-        rc = wharf_tls_handshake(t);
-    rc = wharf_scope_exit(&sc, rc);
-    if (rc == 0) {
-        conn_count_handshake(lw, t);
-        *sp = t;
-        return 0;
-    }
-    if (rc != WHARF_ECANCELLED) {
-        ctr_add(&lw->lw_ctr->lc_handshake_failures, 1);
-        if (rc == WHARF_ETIMEDOUT)
-            log_limited(&lw->lw_lst->lst_stats->ls_log, CONF_LOG_INFO,
-                        "listener \"%s\": TLS handshake with %s: not finished within "
-                        "handshake_timeout (%.1fs)", lw->lw_lst->lst_name,
-                        conn_peer(c, peer, sizeof(peer)), g->lg_limits.lim_handshake_timeout);
-        else
-            log_limited(&lw->lw_lst->lst_stats->ls_log, CONF_LOG_INFO,
-                        "listener \"%s\": TLS handshake with %s failed: %s",
-                        lw->lw_lst->lst_name, conn_peer(c, peer, sizeof(peer)),
-                        *wharf_tls_error(t) ? wharf_tls_error(t) : wharf_strerror(rc));
-    }
-    wharf_free(t);
+    if ((rc = wharf_tls_handshake(t)) == 0)
+        conn_count_handshake(c->c_lw, t);
     return rc;
 }
 
-/* The stream the handler gets: meter (application bytes, idle clock) and
- * buffered over the socket or its TLS. NULL: out of memory (s freed). */
+/* Counts and logs what ended a connection before its handler: a bad
+ * PROXY header is an error, a failed TLS handshake a handshake failure. */
+static void conn_prelude_failed(struct conn *c, struct wharf_stream *s, bool in_tls, int rc)
+{
+    struct lworker *lw = c->c_lw;
+    struct log_limit *lim = &lw->lw_lst->lst_stats->ls_log;
+    const char *name = lw->lw_lst->lst_name;
+    double limit = c->c_gen->lg_limits.lim_handshake_timeout;
+    char peer[128];
+
+    conn_peer(c, peer, sizeof(peer));
+    if (!in_tls) {
+        ctr_add(&lw->lw_ctr->lc_errors, 1);
+        if (rc == WHARF_ETIMEDOUT)
+            log_limited(lim, CONF_LOG_INFO, "listener \"%s\": PROXY header from %s: not "
+                        "received within handshake_timeout (%.1fs)", name, peer, limit);
+        else
+            log_limited(lim, CONF_LOG_INFO, "listener \"%s\": PROXY header from %s: %s", name,
+                        peer, c->c_why ? c->c_why : wharf_strerror(rc));
+        return;
+    }
+    ctr_add(&lw->lw_ctr->lc_handshake_failures, 1);
+    if (rc == WHARF_ETIMEDOUT)
+        log_limited(lim, CONF_LOG_INFO, "listener \"%s\": TLS handshake with %s: not finished "
+                    "within handshake_timeout (%.1fs)", name, peer, limit);
+    else
+        log_limited(lim, CONF_LOG_INFO, "listener \"%s\": TLS handshake with %s failed: %s",
+                    name, peer, *wharf_tls_error(s) ? wharf_tls_error(s) : wharf_strerror(rc));
+}
+
+/* What comes before the handler, within handshake_timeout of the accept:
+ * the PROXY header, then the TLS handshake. 0 with *sp ready for the
+ * handler, or a negative code with *sp freed (counted and logged). */
+static int conn_prelude(struct conn *c, struct wharf_stream **sp)
+{
+    const struct lgen *g = c->c_gen;
+    struct wharf_scope hs;
+    bool in_tls = false;
+    int rc;
+
+    if (!g->lg_proxy_protocol && !g->lg_ssl_ctx)
+        return 0;
+    rc = wharf_scope_enter(&hs, wharf_clock() + g->lg_limits.lim_handshake_timeout,
+                           WHARF_SCOPE_FAIL);
+    if (rc < 0)
+        goto out;
+    if (g->lg_proxy_protocol)
+        rc = conn_proxy(c, sp);
+    if (rc == 0 && g->lg_ssl_ctx) {
+        in_tls = true;
+        rc = conn_tls(c, sp);
+    }
+    rc = wharf_scope_exit(&hs, rc);
+    if (rc == 0)
+        return 0;
+    if (rc != WHARF_ECANCELLED && rc != -ENOMEM)
+        conn_prelude_failed(c, *sp, in_tls, rc);
+out:
+    wharf_free(*sp);
+    *sp = NULL;
+    return rc;
+}
+
+/* The stream the handler gets: meter (application bytes, idle clock, the
+ * PROXY header's addresses) and buffered over the socket or its TLS. NULL:
+ * out of memory (s freed). */
 static struct wharf_stream *conn_wrap(struct conn *c, struct wharf_stream *s,
                                       struct wharf_scope *idle)
 {
@@ -325,6 +415,8 @@ static struct wharf_stream *conn_wrap(struct conn *c, struct wharf_stream *s,
 
     s = meter_new(s, &meter_stream_ops, c->c_lw->lw_ctr, idle,
                   c->c_gen->lg_limits.lim_idle_timeout);
+    if (s && c->c_proxied)
+        ((struct meter *)s)->m_proxy = &c->c_proxy;
     if (s && !(b = wharf_buffered_new(s))) {
         wharf_free(s);
         return NULL;
@@ -345,8 +437,9 @@ static int conn_task(void *arg)
     c->c_peerlen = sizeof(c->c_peer);
     if (wharf_getattr_addr(s, WHARF_ATTR_REMOTE_ADDRESS, &c->c_peer, &c->c_peerlen) < 0)
         c->c_peerlen = 0;
-    if (tls && (rc = conn_tls(c, &s)) < 0) {
-        conn_end(c, rc == -ENOMEM ? rc : 0, false);   /* counted as a handshake failure */
+    if ((rc = conn_prelude(c, &s)) < 0) {
+        /* counted already (errors or handshake_failures) */
+        conn_end(c, rc == -ENOMEM ? rc : 0, false);
         return 0;
     }
     if ((rc = wharf_scope_enter(&idle, wharf_clock() + c->c_gen->lg_limits.lim_idle_timeout,

@@ -45,6 +45,7 @@ struct lgen *lgen_new(const struct conf_listener *cl)
     atomic_init(&g->lg_refs, 1);
     g->lg_kind = cl->lst_kind;
     g->lg_limits = cl->lst_limits;
+    g->lg_proxy_protocol = cl->lst_proxy_protocol;
     g->lg_inst = cl->lst_inst ? plugin_ref(cl->lst_inst) : NULL;
     if (cl->lst_ssl_ctx) {
         SSL_CTX_up_ref(cl->lst_ssl_ctx);

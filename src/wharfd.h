@@ -198,6 +198,26 @@ int tlsctx_new(const struct conf *conf, const struct conf_listener *cl,
  * reported. */
 int tlsctx_load_all(struct conf *conf, struct conf_errors *errs);
 
+/* proxyproto.c ------------------------------------------------------------ */
+
+/* What a PROXY header said. */
+struct proxy_hdr {
+    bool ph_local;                  /* LOCAL / UNKNOWN / AF_UNSPEC: keep the real peer */
+    struct sockaddr_storage ph_src; /* the client */
+    socklen_t ph_srclen;
+    struct sockaddr_storage ph_dst; /* the address it connected to */
+    socklen_t ph_dstlen;
+};
+
+/* Parse a complete header: a version 1 line without its CRLF, or a whole
+ * version 2 header. 0, or WHARF_EINVAL with *why saying what is wrong. */
+int proxy_parse_v1(const char *line, size_t len, struct proxy_hdr *h, const char **why);
+int proxy_parse_v2(const unsigned char *b, size_t len, struct proxy_hdr *h, const char **why);
+/* Reads one header from s, a buffered stream (nothing past the header is
+ * consumed). 0; WHARF_EINVAL (malformed, truncated, oversized: *why);
+ * the stream's errors (WHARF_ECANCELLED ...). */
+int proxy_read(struct wharf_stream *s, struct proxy_hdr *h, const char **why);
+
 /* sd.c ------------------------------------------------------------------- */
 
 /* The systemd protocols, written from their documentation (sd_notify(3),
@@ -307,6 +327,7 @@ struct lgen {
     struct conf_limits lg_limits;
     struct plugin_inst *lg_inst;
     struct ssl_ctx_st *lg_ssl_ctx;  /* NULL: plain; else one reference */
+    bool lg_proxy_protocol;         /* connections begin with a PROXY header */
     unsigned lg_tls_flags;          /* WHARF_TLS_* for the connections' streams */
 };
 
