@@ -31,6 +31,9 @@
 
 #define TLS_IO_BUF (16 * 1024 + 512)    /* one record and its overhead */
 #define TLS_WRITE_CHUNK (16 * 1024)     /* plaintext per SSL_write: bounded ciphertext */
+/* A cancelled stream's close_notify gets this long to leave (a full socket
+ * buffer); its peer's is not waited for. */
+#define TLS_CANCELLED_CLOSE_TIMEOUT 0.5
 
 struct tls_waiter {
     struct task *task;
@@ -469,6 +472,7 @@ static int tls_getattr(struct wharf_stream *s, int attr, void *out, size_t *len)
 static void tls_goodbye(struct tls *t)
 {
     struct wharf_scope sc;
+    bool cancelled;
     int rc;
 
     if (!wharf_in_task()) {                 /* no I/O can wait: send what fits */
@@ -482,12 +486,18 @@ static void tls_goodbye(struct tls *t)
         }
         return;
     }
-    if (wharf_scope_enter(&sc, wharf_clock() + WHARF_TLS_CLOSE_TIMEOUT, WHARF_SCOPE_SHIELD) < 0)
+    /* a cancelled task (a drain deadline, a timeout) says goodbye but does
+     * not wait for the peer's: the cancellation bounds the connection */
+    cancelled = wharf_checkpoint_if_cancelled() == WHARF_ECANCELLED;
+    if (wharf_scope_enter(&sc, wharf_clock() + (cancelled ? TLS_CANCELLED_CLOSE_TIMEOUT
+                                                          : WHARF_TLS_CLOSE_TIMEOUT),
+                          WHARF_SCOPE_SHIELD) < 0)
         return;
     rc = tls_call(t, TLS_SHUTDOWN, NULL, 0, NULL);
     /* 0: ours is sent; the standard waits for the peer's (unless it came,
      * or its transport is gone already) */
-    while (rc == 0 && (t->t_flags & WHARF_TLS_STANDARD) && !t->t_eof && !t->t_ragged)
+    while (rc == 0 && !cancelled && (t->t_flags & WHARF_TLS_STANDARD) && !t->t_eof &&
+           !t->t_ragged)
         rc = tls_call(t, TLS_SHUTDOWN, NULL, 0, NULL);
     wharf_scope_exit(&sc, 0);
 }

@@ -281,8 +281,12 @@ void server_stop(struct server *srv, bool hard)
         event_active(srv->srv_done_ev, 0, 0);
         return;
     }
-    for (size_t j = 0; j < srv->srv_nlisteners; j++)
+    /* with the workers' sockets closed by their tasks and ours here, new
+     * connections are refused from now on */
+    for (size_t j = 0; j < srv->srv_nlisteners; j++) {
         server_stop_listener(srv->srv_listeners[j], hard);
+        listener_close_sockets(srv->srv_listeners[j]);
+    }
     for (size_t j = 0; j < srv->srv_ndraining; j++)
         server_stop_listener(srv->srv_draining[j], hard);
 }

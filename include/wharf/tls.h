@@ -20,7 +20,10 @@
  * was done and the stream is not broken; with WHARF_TLS_STANDARD it then
  * waits for the peer's close_notify, shielded from cancellation and for
  * WHARF_TLS_CLOSE_TIMEOUT seconds at most; then it closes the inner
- * stream. wharf_send_eof returns WHARF_ENOTSUP (TLS has no half-close).
+ * stream. Closed by a task that is cancelled (a timeout, a drain
+ * deadline), it still sends close_notify (within half a second) but does
+ * not wait for the peer's. wharf_send_eof returns WHARF_ENOTSUP (TLS has
+ * no half-close).
  *
  * The SSL_CTX is the caller's: the stream takes a reference to it
  * (SSL_CTX_up_ref), so one context serves many streams and may be freed

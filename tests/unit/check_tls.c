@@ -1172,8 +1172,9 @@ static int t_close_timeout(void *arg)
 START_TEST(close_timeout) { TU_RUN(t_close_timeout, NULL); }
 END_TEST
 
-/* A close inside a cancelled scope still sends close_notify and still
- * takes the peer's (it runs shielded). */
+/* A close inside a cancelled scope still sends close_notify (shielded),
+ * but does not wait for the peer's: the cancellation (a drain deadline, a
+ * timeout) bounds the connection, and the peer answers late here. */
 static int t_close_shielded(void *arg)
 {
     struct conn cn;
@@ -1199,9 +1200,9 @@ static int t_close_shielded(void *arg)
     TU_ASSERT_RC(wharf_scope_exit(&sc, WHARF_ECANCELLED), 0);
     TU_ASSERT_RC(wharf_group_close(g, 0), 0);
     TU_ASSERT_RC(cl.cl_rc[0], WHARF_EOF);
-    /* it waited for the server's answer, which came at once */
-    ck_assert_double_ge(t0, 0.1);
-    ck_assert_double_lt(t0, 2.0);
+    /* the server got close_notify (WHARF_EOF above); its answer, 0.1 s
+     * later, was not waited for */
+    ck_assert_double_lt(t0, 0.1);
     conn_close(&cn);
     return 0;
 }
