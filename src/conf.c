@@ -824,9 +824,10 @@ static void lst_parse_address(struct load *ld, config_setting_t *s,
         return;
     }
     l->lst_kind = kind;
-    l->lst_address = xstrdup(v);
+    /* a UNIX path is a path like the others: relative to the file's directory */
+    l->lst_address = kind == CONF_UNIX && *v ? join_path(ld->conf->conf_dir, v) : xstrdup(v);
     if (kind == CONF_UNIX)
-        check_unix(ld, s, v);
+        check_unix(ld, s, l->lst_address);
     else
         check_ip(ld, s, l, v);
 }

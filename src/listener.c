@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <openssl/ssl.h>
 #include <wharf/tls.h>
@@ -209,11 +210,48 @@ void lst_stats_unref(struct lst_stats **sp)
     free(st);
 }
 
-/* A socket systemd bound for us: every worker accepts on it (a dup each). */
-static int listener_adopt(struct listener *l, int fd)
+/* Whether fd is the socket cl describes: its type, family, address, and
+ * listening for a stream. 0, or an errno saying what differs. */
+static int adopt_check(const struct conf_listener *cl, int fd)
 {
-    if (!(l->lst_fds = calloc(1, sizeof(int))))
+    int type = 0, domain = 0, listening = 0;
+    socklen_t len = sizeof(int);
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0)
+        return -errno;
+    if (type != (cl->lst_kind == CONF_UDP ? SOCK_DGRAM : SOCK_STREAM))
+        return -ESOCKTNOSUPPORT;
+    if ((cl->lst_kind == CONF_UNIX) != (domain == AF_UNIX))
+        return -EAFNOSUPPORT;
+    if (type == SOCK_STREAM &&
+        (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening))
+        return -EDESTADDRREQ;
+    if (cl->lst_kind == CONF_UNIX)
+        return strcmp(((struct sockaddr_un *)&ss)->sun_path, cl->lst_address) == 0
+                   ? 0 : -EADDRNOTAVAIL;
+    return sslen == cl->lst_addrlen && memcmp(&ss, &cl->lst_addr, sslen) == 0 ? 0
+                                                                             : -EADDRNOTAVAIL;
+}
+
+/* A socket systemd bound for us: every worker accepts on it (a dup each). */
+static int listener_adopt(struct listener *l, const struct conf_listener *cl, int fd,
+                          const char **what)
+{
+    int rc;
+
+    *what = "use the socket systemd passed for";
+    if ((rc = adopt_check(cl, fd)) < 0) {
+        close(fd);
+        return rc;
+    }
+    if (!(l->lst_fds = calloc(1, sizeof(int)))) {
+        close(fd);
         return -ENOMEM;
+    }
     l->lst_fds[0] = fd;
     l->lst_nfds = 1;
     return 0;
@@ -227,8 +265,11 @@ int listener_new(const struct conf_listener *cl, unsigned nworkers, int fd,
 
     *out = NULL;
     *what = "allocate";
-    if (!l)
+    if (!l) {
+        if (fd >= 0)
+            close(fd);
         return -ENOMEM;
+    }
     l->lst_nworkers = nworkers;
     l->lst_kind = cl->lst_kind;
     atomic_init(&l->lst_running, 0);
@@ -238,9 +279,12 @@ int listener_new(const struct conf_listener *cl, unsigned nworkers, int fd,
     if (!l->lst_stats || !(l->lst_name = strdup(cl->lst_name)) ||
         !(l->lst_address = strdup(cl->lst_address)) ||
         !(l->lst_workers = calloc(nworkers, sizeof(*l->lst_workers))) ||
-        !(l->lst_gen = lgen_new(cl)))
+        !(l->lst_gen = lgen_new(cl))) {
+        if (fd >= 0)
+            close(fd);
         goto fail;
-    rc = fd >= 0 ? listener_adopt(l, fd) : listener_bind(l, cl, what);
+    }
+    rc = fd >= 0 ? listener_adopt(l, cl, fd, what) : listener_bind(l, cl, what);
     if (rc < 0)
         goto fail;
     *out = l;

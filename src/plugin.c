@@ -233,7 +233,8 @@ static int listener_kind(const struct conf_listener *l)
 
 static int load_one(struct conf *conf, struct conf_listener *l, struct conf_errors *errs)
 {
-    struct wharf_plugin_env env = { conf->conf_dir, l->lst_name, listener_kind(l) };
+    struct wharf_plugin_env env = { conf->conf_dir, l->lst_name, listener_kind(l),
+                                    stats_current, stats_prometheus };
     struct plugin_error err;
     char setting[1024];
 

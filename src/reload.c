@@ -183,10 +183,10 @@ static void record(struct server *srv, const struct conf_errors *errs)
 
 static int fail(struct server *srv, struct conf_errors *errs)
 {
+    record(srv, errs);      /* first: the stats show it by the time the log does */
     for (size_t i = 0; i < errs->err_count; i++)
         log_error("reload: %s", errs->err_items[i].ce_text);
     log_error("reload failed: nothing changed, the running configuration serves on");
-    record(srv, errs);
     conf_errors_free(errs);
     return -1;
 }

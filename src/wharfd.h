@@ -253,6 +253,9 @@ char *stats_prometheus(const json_t *snapshot);
 /* The server the plugins' stats callback reads (wharf_plugin_env); set by
  * server_start, cleared by server_free. */
 void stats_attach(struct server *srv);
+/* stats_snapshot of the attached server: wharf_plugin_env.stats. NULL when
+ * none is attached, or out of memory. */
+json_t *stats_current(void);
 
 /* log.c ------------------------------------------------------------------ */
 

@@ -70,6 +70,58 @@ struct wharf_memstream_stats {
 int wharf_memstream_statistics(struct wharf_stream *s,
                                struct wharf_memstream_stats *st);
 
+/* ---- the registry of named streams ----------------------------------------
+ * One per process, shared by every plugin instance, listener and worker: a
+ * plugin offers a memory object stream to the others under a name
+ * "PLUGIN/NAME" (pubsub's topic "default" is "pubsub/default"), and the
+ * statistics report every registered stream under `streams`.
+ *
+ * PLUGIN is the plugin's name ([A-Za-z0-9_.-]+), NAME any non-empty text
+ * without control characters; the whole name is at most
+ * WHARF_REGISTRY_NAME_MAX bytes. Every call is thread-safe (one mutex, held
+ * for a moment; never while a task waits) and works from any thread,
+ * inside a task or not.
+ *
+ * The registry keeps its own clone of each end it is given: a registered
+ * stream stays open while it is registered, whoever else closes their
+ * handles (receivers see no WHARF_EOF, senders no WHARF_EBROKEN), and
+ * closes only when it is removed and the last other handle goes. The
+ * statistics it reports leave its own clones out, so that
+ * open_send_streams and open_receive_streams count the users' handles.
+ */
+#define WHARF_REGISTRY_NAME_MAX 255
+
+/* Registers send_end and/or receive_end (either may be NULL, not both; when
+ * both are given they must be the two ends of one stream) under name; the
+ * caller keeps its handles. Returns 0; -EEXIST (the name is taken: look it
+ * up instead); WHARF_EINVAL (a bad name, both NULL, a handle that is not
+ * a memory stream end of that direction); WHARF_ECLOSED (a closed handle);
+ * -ENOMEM. */
+int wharf_registry_publish(const char *name, struct wharf_stream *send_end,
+                           struct wharf_stream *receive_end);
+
+/* New clones of the ends registered under name, the caller's to free: pass
+ * NULL for an end not wanted (both NULL: only whether the name exists).
+ * Returns 0; -ENOENT (no such name); WHARF_ENOTSUP (an end asked for was
+ * not registered); WHARF_EINVAL (NULL name); -ENOMEM. On failure nothing is
+ * returned (*send_end and *receive_end are NULL). */
+int wharf_registry_lookup(const char *name, struct wharf_stream **send_end,
+                          struct wharf_stream **receive_end);
+
+/* Unregisters name and frees the registry's clones: when they were the last
+ * handles of an end, that end closes as wharf_close says. Returns 0,
+ * -ENOENT, WHARF_EINVAL (NULL). */
+int wharf_registry_remove(const char *name);
+
+/* Calls fn(arg, name, stats) for every registered stream, in byte order of
+ * the names, with statistics taken at the call without the registry's own
+ * clones; fn runs without the registry's lock (it may use the registry).
+ * Returns 0; the first nonzero value fn returned (the walk stops there);
+ * WHARF_EINVAL (NULL fn); -ENOMEM. */
+int wharf_registry_statistics(int (*fn)(void *arg, const char *name,
+                                        const struct wharf_memstream_stats *st),
+                              void *arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -66,6 +66,24 @@ struct wharf_plugin_env {
     const char *config_dir;         /* resolve relative paths in options against it */
     const char *listener;           /* the listener's name */
     int kind;                       /* enum wharf_listener_kind */
+
+    /* Since plugin API 0.2 (a plugin built with these headers says
+     * api_minor 2, so an older wharfd, whose env ends above, refuses it).
+     * The host's statistics (SPEC.md section 6), for plugins that export
+     * them (the bundled `stats`). The env itself lives only during init,
+     * but these function pointers may be kept and called later, from any
+     * worker, inside a handler or not. NULL members: the host has none
+     * (a test harness may give its own). */
+
+    /* The whole JSON object of `GET /stats`, summed from every worker at
+     * the call: a new reference, the caller's to json_decref. NULL: out of
+     * memory, or the host is not running (no statistics yet). */
+    json_t *(*stats)(void);
+    /* The figures of a snapshot that stats() returned, in the Prometheus
+     * text exposition format 0.0.4 (HELP and TYPE lines, names `wharf_`
+     * plus the JSON path, counters ending in _total): a NUL-terminated
+     * string the caller frees with free(). NULL: out of memory. */
+    char *(*stats_prometheus)(const json_t *snapshot);
 };
 
 /* How init rejects its options: wharfd reports the message as a config
@@ -106,7 +124,18 @@ struct wharf_plugin {
      * socket. Returns as handle_stream. NULL: no datagram listeners. */
     int (*handle_datagrams)(void *instance, struct wharf_stream *socket);
 
-    /* Optional: adds the instance's own figures to `out` (the stats). */
+    /* Optional: adds the instance's own figures to `out`, an empty
+     * object, as members (numbers, booleans, strings, nested objects).
+     * The statistics show them under `plugins.NAME`, NAME being the
+     * plugin's name; the instances of several listeners naming the plugin
+     * are merged there: numbers are added up member by member (nested
+     * objects too), other values are taken from the first listener that
+     * has them. An instance therefore reports its own share (its
+     * listener's connections), and figures of state that instances share
+     * (a topic used by several listeners) from one instance only, or
+     * nested under its listener's name. Called from any worker, at the
+     * same time as the handlers; returns 0, or a negative code (its
+     * figures are then left out). */
     int (*stats)(void *instance, json_t *out);
 
     /* Releases the instance. Optional. */

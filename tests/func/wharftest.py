@@ -714,3 +714,341 @@ def main():
     if r.testsRun == 0 or r.testsRun == len(r.skipped):
         sys.exit(77)
     sys.exit(0)
+
+
+# ==== reload, lifecycle and the systemd protocols (test_reload.py, test_lifecycle.py) ====
+# One block: a Daemon that can be reconfigured and reloaded, started with an
+# environment of its own, under a wrapper (systemd-socket-activate) or
+# without -f; the server side of a TCP connection seen in /proc; a
+# NOTIFY_SOCKET that records what wharfd says.
+
+RELOAD_OUTCOME = r"^.* (?:info: reload: done: \d+ listeners|error: reload failed: .*)$"
+
+
+def _proc_net_addr(family, ip, port):
+    """A (ip, port) as /proc/net/tcp{,6} writes it: words in host order."""
+    if family == socket.AF_INET:
+        return "%08X:%04X" % (struct.unpack("=I", socket.inet_aton(ip))[0], port)
+    words = struct.unpack("=4I", socket.inet_pton(socket.AF_INET6, ip))
+    return "%s:%04X" % ("".join("%08X" % w for w in words), port)
+
+
+def _proc_net_tcp():
+    """Rows of /proc/net/tcp and tcp6: (local, remote, state, inode)."""
+    rows = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            p = line.split()
+            if len(p) >= 10:
+                rows.append((p[1], p[2], p[3], int(p[9])))
+    return rows
+
+
+def server_side_accepted(sock):
+    """True when the server has accept()ed the TCP connection of the client
+    socket sock: the server side's row in /proc/net/tcp has an inode (a
+    connection still in the accept queue has none, inode 0)."""
+    family = sock.family
+    lip, lport = sock.getsockname()[:2]
+    rip, rport = sock.getpeername()[:2]
+    local, remote = _proc_net_addr(family, rip, rport), _proc_net_addr(family, lip, lport)
+    return any(r[0] == local and r[1] == remote and r[3] != 0 for r in _proc_net_tcp())
+
+
+def wait_accepted(testcase, sock, timeout=IO_TIMEOUT, what="connection"):
+    """Waits until wharfd has accepted sock's connection (see
+    server_side_accepted); fails the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while not server_side_accepted(sock):
+        if time.monotonic() > deadline:
+            testcase.fail("%s: not accepted by wharfd within %.1f s" % (what, timeout))
+        time.sleep(0.01)
+
+
+def listening_inodes(port):
+    """The inodes of the TCP sockets listening on port (any address)."""
+    return sorted(r[3] for r in _proc_net_tcp()
+                  if r[2] == "0A" and r[0].rsplit(":", 1)[1] == "%04X" % port)
+
+
+def socket_inodes(pid):
+    """{fd: inode} of the sockets process pid has open."""
+    out = {}
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            t = os.readlink(os.path.join(d, fd))
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            out[int(fd)] = int(t[8:-1])
+    return out
+
+
+def try_connect(addr, timeout=IO_TIMEOUT):
+    """A connected TCP socket, or the OSError connect() raised (refused...)."""
+    try:
+        return socket.create_connection(addr, timeout=timeout)
+    except OSError as e:
+        return e
+
+
+def proc_status(pid):
+    """/proc/PID/status as {key: value text}."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+class NotifySocket:
+    """The test's end of NOTIFY_SOCKET: an AF_UNIX datagram socket bound to
+    a path, or to an abstract name (abstract=NAME: NOTIFY_SOCKET is @NAME).
+    .env is what to give wharfd; .messages the datagrams received so far,
+    each (monotonic time of receipt, [(key, value), ...], raw text, the
+    sender's PID from SCM_CREDENTIALS, as systemd sees it)."""
+
+    def __init__(self, path=None, abstract=None):
+        assert (path is None) != (abstract is None)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract is not None:
+            self.sock.bind("\0" + abstract)
+            self.name = "@" + abstract
+        else:
+            self.sock.bind(path)
+            self.name = path
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.setblocking(False)
+        self.messages = []
+        self.on_message = None      # called with each message as it arrives
+
+    @property
+    def env(self):
+        return {"NOTIFY_SOCKET": self.name}
+
+    def close(self):
+        self.sock.close()
+
+    def poll(self, wait=0.0):
+        """Reads what arrived (waiting up to wait for the first datagram)."""
+        r, _, _ = select.select([self.sock], [], [], wait)
+        while r:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(12))
+            except BlockingIOError:
+                break
+            pid = None
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("=iII", cdata[:12])[0]
+            text = data.decode("utf-8", "replace")
+            pairs = [tuple(l.split("=", 1)) if "=" in l else (l, None)
+                     for l in text.split("\n") if l]
+            msg = (time.monotonic(), pairs, text, pid)
+            self.messages.append(msg)
+            if self.on_message:
+                self.on_message(msg)
+            r, _, _ = select.select([self.sock], [], [], 0)
+
+    def wait_for(self, key, value=None, start=0, timeout=IO_TIMEOUT):
+        """The index (>= start) of the first message with key (= value when
+        given), or None after timeout."""
+        deadline = time.monotonic() + timeout
+        i = start
+        while True:
+            while i < len(self.messages):
+                if any(k == key and (value is None or v == value) for k, v in self.messages[i][1]):
+                    return i
+                i += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.poll(min(left, 0.05))
+
+    @staticmethod
+    def get(msg, key):
+        for k, v in msg[1]:
+            if k == key:
+                return v
+        return None
+
+    def dump(self):
+        return "\n".join("%.3f pid %s %r" % (m[0], m[3], m[2]) for m in self.messages) or "(none)"
+
+
+class ExtDaemon(Daemon):
+    """A Daemon with more ways to start, and reloads.
+
+    env: variables added to wharfd's environment (a None value unsets one);
+    wrap: a callable(daemon) giving the argv put before wharfd (called once
+    the addresses are known), e.g. systemd-socket-activate; on_spawn: a
+    callable(daemon) run right after the process started, before the wait
+    for the ready line; foreground=False: no -f. The log is read from the
+    config's log_file when it sets one (then stderr is kept apart, in
+    .stderr()), else from stderr."""
+
+    def __init__(self, tmp, listeners, settings, env=None, wrap=None, on_spawn=None,
+                 foreground=True, **kw):
+        Daemon.__init__(self, tmp, listeners, settings, **kw)
+        self.env = dict(env or {})
+        self.wrap = wrap
+        self.on_spawn = on_spawn
+        self.foreground = foreground
+        self.errfile = None
+        self.reloads = 0
+
+    def argv(self):
+        pre = list(self.wrap(self)) if self.wrap else []
+        return pre + [WHARFD] + (["-f"] if self.foreground else []) + ["-c", self.conf]
+
+    def child_env(self):
+        env = _child_env()
+        for k, v in self.env.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
+        return env
+
+    def _start_once(self, attempt):
+        self.errfile = os.path.join(self.tmp, "wharfd.%d.stderr" % attempt)
+        self.logfile = self.settings.get("log_file") or self.errfile
+        self.returncode = None
+        self._log_cache = ""
+        with open(self.errfile, "wb") as err, open(self.errfile + ".out", "wb") as out:
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=err, cwd=self.cwd, env=self.child_env())
+        _live.append(self)
+        if self.on_spawn:
+            self.on_spawn(self)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if READY_MARK in self.log():
+                return
+            rc = self.proc.poll()
+            if rc is not None:
+                self._reaped(rc)
+                raise StartError("wharfd exited with %s before it was ready; argv: %s\nconfig:\n%s"
+                                 "\nlog:\n%s" % (rc, " ".join(self.proc.args), self.conf_text(),
+                                                 self.log()), rc)
+            if time.monotonic() > deadline:
+                self.kill()
+                raise StartError("wharfd did not log %r within %.0f s; config:\n%s\nlog:\n%s"
+                                 % (READY_MARK, READY_TIMEOUT, self.conf_text(), self.log()))
+            time.sleep(0.02)
+
+    def stderr(self):
+        try:
+            with open(self.errfile, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except (OSError, TypeError):
+            return ""
+
+    def log(self):
+        text = Daemon.log(self)
+        if self.logfile != self.errfile:
+            err = self.stderr()
+            if err:
+                text += "----- stderr -----\n" + err
+        return text
+
+    # ---- reconfiguring and reloading ----
+
+    def reconf(self, listeners=None, settings=None, extra=""):
+        """Rewrites the config file: these listeners (None: the same ones;
+        a listener whose name ran before keeps its address unless fixed,
+        others get a free port) and settings (merged into the current ones;
+        a None value removes one), then extra text. Returns the text. The
+        listeners a reload removes stay reachable by name in by_name."""
+        if listeners is not None:
+            new = [l for l in listeners
+                   if not l.fixed and l.name not in self.by_name and l.kind in ("tcp", "udp")]
+            ports = free_ports(len(new)) if new else []
+            for l in listeners:
+                if l.fixed:
+                    l.address = l.fixed
+                elif l.name in self.by_name and self.by_name[l.name].kind == l.kind:
+                    l.address = self.by_name[l.name].address
+                elif l.kind == "unix":
+                    l.address = os.path.join(self.tmp, l.name + ".sock")
+                elif l.kind == "tcp6":
+                    l.address = ("::1", free_ports(1, socket.AF_INET6, "::1")[0])
+                else:
+                    l.address = ("127.0.0.1", ports.pop())
+            self.listeners = list(listeners)
+            self.by_name.update({l.name: l for l in self.listeners})
+        for k, v in (settings or {}).items():
+            if v is None:
+                self.settings.pop(k, None)
+            else:
+                self.settings[k] = v
+        text = render_conf(self.settings, [l.group() for l in self.listeners]) + extra
+        with open(self.conf, "w") as f:
+            f.write(text)
+        return text
+
+    def outcomes(self):
+        return re.findall(RELOAD_OUTCOME, self.log(), re.M)
+
+    def reload(self, timeout=10.0):
+        """SIGHUP, then waits for that reload's outcome line. Returns
+        (ok, text): whether it logged `reload: done`, and the log lines from
+        its `reload: loading` on."""
+        before = len(self.outcomes())
+        start = len(self.log())
+        self.send_signal(signal.SIGHUP)
+        self.reloads += 1
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.outcomes()
+            if len(found) > before:
+                break
+            if not self.running() or time.monotonic() > deadline:
+                raise AssertionError("no outcome of reload %d within %.0f s (running: %s); log:\n%s"
+                                     % (self.reloads, timeout, self.running(), self.log()))
+            time.sleep(0.01)
+        text = self.log()[start:]
+        i = text.find("reload: loading")
+        text = text[text.rfind("\n", 0, i) + 1:] if i >= 0 else text
+        return "reload: done:" in found[before], text
+
+
+class ExtTestCase(TestCase):
+    """TestCase whose start() makes an ExtDaemon (env=, wrap=, on_spawn=,
+    foreground=)."""
+
+    def start(self, listeners, settings=None, **kw):
+        s = {"workers": 2, "plugin_dir": PLUGIN_DIR}
+        s.update(settings or {})
+        d = ExtDaemon(self.tmp, listeners, s, **kw)
+        self._wharf_daemons.append(d)
+        self.addCleanup(self._stop_daemon, d)
+        return d.start()
+
+    def notify_socket(self, abstract=False):
+        """A NotifySocket (a path in self.tmp, or an abstract name), closed
+        at the end of the test."""
+        if abstract:
+            n = NotifySocket(abstract="wharf-test-%d-%d" % (os.getpid(), id(self)))
+        else:
+            n = NotifySocket(path=os.path.join(self.tmp, "notify"))
+        self.addCleanup(n.close)
+        return n
+
+    def reload_ok(self, d, what="reload"):
+        ok, text = d.reload()
+        self.assertTrue(ok, "%s failed:\n%s" % (what, text))
+        return text
+
+    def reload_failed(self, d, what="reload"):
+        ok, text = d.reload()
+        self.assertFalse(ok, "%s succeeded, expected it to fail:\n%s" % (what, text))
+        self.assertIn("reload failed: nothing changed, the running configuration serves on", text)
+        return text

@@ -1,0 +1,314 @@
+/*
+ * forward: the TLS terminator's proxy (SPEC.md section 5). Each connection
+ * of a stream listener is connected to the target and bytes are copied
+ * both ways; each sender on a UDP listener gets an association to the
+ * target (datagram.c).
+ *
+ * Options:
+ *   target = "HOST:PORT" | "[IPv6]:PORT" | "unix:/path"   (required; HOST a
+ *       name or a numeric address, resolved for each connection; a relative
+ *       UNIX path is relative to the config file's directory)
+ *   connect_timeout = 5.0      seconds to connect, send the PROXY header and
+ *                              finish the TLS handshake with the target (a
+ *                              name is resolved on wharf's thread pool,
+ *                              which a timeout cannot interrupt: a slow
+ *                              resolver ends it at its answer)
+ *   tls = { verify = true; server_name = "name"; ca = "ca.pem"; alpn = [ ... ]; }
+ *       TLS to the target (TLS 1.2 or later). verify checks the chain
+ *       against ca (relative to the config file's directory) or, without
+ *       ca, the system's store, and the host name: server_name, else the
+ *       target's host (an IP address is checked as one). server_name is
+ *       also the SNI (else the target's host when it is a name).
+ *   send_proxy = "v1" | "v2"   a PROXY protocol header first (proxy.c)
+ *   udp_idle_timeout = 60.0    UDP: an association without a datagram
+ *                              either way for this long is closed
+ *   udp_max_associations = 1024    UDP, per worker: beyond it the least
+ *                              recently active association is closed
+ * Anything else is refused, naming the option; tls and send_proxy are for
+ * stream listeners, the udp_* options for UDP listeners.
+ *
+ * A stream connection: connect (within connect_timeout), then two tasks
+ * in a task group copy one direction each (the handler's task, host of
+ * the group, and one child) through a 64 KiB heap buffer each: receive
+ * into it and send from it, with no other copy. The end of stream
+ * on one side becomes a write EOF (wharf_send_eof) on the other, and the
+ * connection ends when both directions have ended, or at once when either
+ * side fails (the group cancels the other direction) and the failure is
+ * the handler's result: wharfd counts it in `errors` and logs it.
+ *
+ * TLS has no half-close (wharf_send_eof is WHARF_ENOTSUP on a TLS
+ * stream). Where the EOF cannot be passed on:
+ *  - from the client, to a TLS target: the client-to-target direction is
+ *    done, and the target's answer still comes back, until its own end of
+ *    stream (a half-closing client gets its reply);
+ *  - from the target, to a TLS client: the connection ends, and wharfd's
+ *    close sends the client close_notify, which is its end of stream. The
+ *    target is done; a client still sending would otherwise keep a
+ *    connection whose server has gone, and a client that reads until the
+ *    end (HTTP/1.0, a close-delimited body) would wait for idle_timeout.
+ * TLS to the target is in relaxed mode (no WHARF_TLS_STANDARD): backends
+ * that close without close_notify are common, and what such an end would
+ * truncate is the target's own business, as with a plain target. It
+ * resumes the latest session of the listener's connections (session_new).
+ *
+ * Failures: a target that refuses, does not resolve or does not answer
+ * within connect_timeout, or a TLS handshake with it that fails (a
+ * certificate that does not verify: -EPROTO, "Protocol error" in the
+ * log) end the connection with that error; the client is closed without
+ * a byte. The plugin API has no log of its own: the cause reaches the log
+ * as wharfd's line for the error code.
+ *
+ * Stats (the stats hook): bytes_up (client to target), bytes_down,
+ * connections (established to the target), connect_failures, and for UDP
+ * listeners udp_associations (opened), udp_associations_active and
+ * udp_evictions. Relaxed atomics: handlers run on every worker.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wharf/plugin.h>
+#include <wharf/tls.h>
+
+#include "forward.h"
+
+/* ---- TLS sessions to the target ----------------------------------------------- */
+
+/* TLS to the target resumes the latest session any connection of the
+ * instance got (what HAProxy does per server): a full handshake per
+ * connection would cost the target and us a signature and a key exchange.
+ * The session comes from a verified handshake with the same server_name,
+ * on a context that only this instance uses. */
+static int session_new(SSL *ssl, SSL_SESSION *sess)
+{
+    struct fwd *f = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    SSL_SESSION *old;
+
+    pthread_mutex_lock(&f->fwd_session_lock);
+    old = f->fwd_session;
+    f->fwd_session = sess;
+    pthread_mutex_unlock(&f->fwd_session_lock);
+    SSL_SESSION_free(old);
+    return 1;           /* the reference is ours now */
+}
+
+static void session_offer(struct fwd *f, struct wharf_stream *t)
+{
+    SSL *ssl = NULL;
+    size_t len = sizeof(ssl);
+
+    if (wharf_getattr(t, WHARF_ATTR_TLS_SSL, &ssl, &len) < 0 || !ssl)
+        return;
+    pthread_mutex_lock(&f->fwd_session_lock);
+    if (f->fwd_session)
+        SSL_set_session(ssl, f->fwd_session);
+    pthread_mutex_unlock(&f->fwd_session_lock);
+}
+
+static void sessions_setup(struct fwd *f)
+{
+    SSL_CTX_set_app_data(f->fwd_ssl_ctx, f);
+    SSL_CTX_set_session_cache_mode(f->fwd_ssl_ctx,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(f->fwd_ssl_ctx, session_new);
+}
+
+/* ---- the instance ------------------------------------------------------------- */
+
+static void fwd_fini(void *instance)
+{
+    struct fwd *f = instance;
+
+    fwd_options_free(f);
+    SSL_SESSION_free(f->fwd_session);
+    pthread_mutex_destroy(&f->fwd_session_lock);
+    free(f);
+}
+
+static void *fwd_init(json_t *options, const struct wharf_plugin_env *env,
+                      struct wharf_plugin_error *err)
+{
+    struct fwd *f = calloc(1, sizeof(*f));
+
+    if (!f)
+        return NULL;
+    pthread_mutex_init(&f->fwd_session_lock, NULL);
+    if (fwd_options(f, options, env, err) < 0) {
+        fwd_fini(f);
+        return NULL;
+    }
+    if (f->fwd_ssl_ctx)
+        sessions_setup(f);
+    return f;
+}
+
+/* The stats hook's figures, in the order they are reported. */
+static const struct {
+    const char *name;
+    size_t offset;
+} figures[] = {
+    { "bytes_up", offsetof(struct fwd, fwd_bytes_up) },
+    { "bytes_down", offsetof(struct fwd, fwd_bytes_down) },
+    { "connections", offsetof(struct fwd, fwd_connections) },
+    { "connect_failures", offsetof(struct fwd, fwd_connect_failures) },
+    { "udp_associations", offsetof(struct fwd, fwd_assoc_opened) },
+    { "udp_associations_active", offsetof(struct fwd, fwd_assoc_active) },
+    { "udp_evictions", offsetof(struct fwd, fwd_assoc_evicted) },
+};
+
+static int fwd_stats(void *instance, json_t *out)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
+        atomic_ullong *c = (atomic_ullong *)((char *)instance + figures[i].offset);
+        json_int_t v = (json_int_t)atomic_load_explicit(c, memory_order_relaxed);
+
+        if (json_object_set_new(out, figures[i].name, json_integer(v)) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- connecting to the target ------------------------------------------------- */
+
+static int send_proxy_header(struct fwd *f, struct wharf_stream *client,
+                             struct wharf_stream *target)
+{
+    unsigned char hdr[FWD_PROXY_MAX];
+    size_t len = fwd_proxy_header(f->fwd_send_proxy, client, hdr);
+
+    return wharf_send(target, hdr, len);
+}
+
+/* Replaces *s by a TLS stream over it, handshake done; on failure *s is
+ * freed and NULL. A handshake that fails is -EPROTO. */
+static int start_tls(struct fwd *f, struct wharf_stream **s)
+{
+    struct wharf_stream *t;
+    int rc = wharf_tls_new(*s, f->fwd_ssl_ctx, 0, f->fwd_server_name, &t);
+
+    *s = t;             /* NULL on failure: wharf_tls_new freed the socket */
+    if (rc < 0)
+        return rc;
+    session_offer(f, t);
+    rc = wharf_tls_handshake(t);
+    return rc == WHARF_EBROKEN ? -EPROTO : rc;
+}
+
+/* Connects to the target within connect_timeout: the socket, the PROXY
+ * header, the TLS handshake. Returns 0 with *out, WHARF_ETIMEDOUT, or the
+ * failure. */
+static int open_target(struct fwd *f, struct wharf_stream *client, struct wharf_stream **out)
+{
+    struct wharf_stream *s = NULL;
+    struct wharf_scope sc;
+    int rc;
+
+    *out = NULL;
+    if ((rc = wharf_fail_after(&sc, f->fwd_connect_timeout)) < 0)
+        return rc;
+    rc = f->fwd_path ? wharf_unix_connect(f->fwd_path, &s)
+                     : wharf_tcp_connect(f->fwd_host, f->fwd_port, NULL, 0, &s);
+    if (rc == 0 && f->fwd_send_proxy != FWD_PROXY_NONE)
+        rc = send_proxy_header(f, client, s);
+    if (rc == 0 && f->fwd_ssl_ctx)
+        rc = start_tls(f, &s);
+    rc = wharf_scope_exit(&sc, rc);
+    if (rc < 0) {
+        wharf_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+/* ---- copying ------------------------------------------------------------------ */
+
+struct direction {
+    struct wharf_stream *from, *to;
+    struct wharf_group *group;
+    atomic_ullong *bytes;
+    char *buf;
+    bool to_client;
+};
+
+/* Passes the end of stream on; see the top of the file for TLS. */
+static int pass_eof(struct direction *d)
+{
+    int rc = wharf_send_eof(d->to);
+
+    if (rc != WHARF_ENOTSUP)
+        return rc;
+    if (d->to_client)
+        wharf_group_cancel(d->group);
+    return 0;
+}
+
+static int copy_task(void *arg)
+{
+    struct direction *d = arg;
+    ssize_t n;
+    int rc;
+
+    while ((n = wharf_receive(d->from, d->buf, FWD_BUF)) > 0) {
+        if ((rc = wharf_send(d->to, d->buf, (size_t)n)) < 0)
+            return rc;
+        fwd_count(d->bytes, (unsigned long long)n);
+    }
+    return n == WHARF_EOF ? pass_eof(d) : (int)n;
+}
+
+/* Both directions at once until both end, or either fails. The
+ * handler's own task, host of the group, copies client to target; one
+ * child copies target to client: one stack fewer per connection than a
+ * child per direction, and the same semantics (the host runs inside the
+ * group's scope: a failing child cancels it, its failure cancels the
+ * child). */
+static int pipe_both(struct fwd *f, struct wharf_stream *client, struct wharf_stream *target)
+{
+    char *bufs = malloc(2 * FWD_BUF);
+    struct wharf_group *g;
+    struct direction up, down;
+    int rc;
+
+    if (!bufs)
+        return -ENOMEM;
+    if (!(g = wharf_group_open())) {
+        free(bufs);
+        return -ENOMEM;
+    }
+    up = (struct direction){ client, target, g, &f->fwd_bytes_up, bufs, false };
+    down = (struct direction){ target, client, g, &f->fwd_bytes_down, bufs + FWD_BUF, true };
+    rc = wharf_group_spawn(g, copy_task, &down);
+    if (rc == 0)
+        rc = copy_task(&up);
+    rc = wharf_group_close(g, rc);
+    free(bufs);
+    return rc;
+}
+
+static int fwd_serve(void *instance, struct wharf_stream *client)
+{
+    struct fwd *f = instance;
+    struct wharf_stream *target;
+    int rc;
+
+    if ((rc = open_target(f, client, &target)) < 0) {
+        if (rc != WHARF_ECANCELLED)
+            fwd_count(&f->fwd_connect_failures, 1);
+        return rc;
+    }
+    fwd_count(&f->fwd_connections, 1);
+    rc = pipe_both(f, client, target);
+    wharf_free(target);
+    return rc;
+}
+
+const struct wharf_plugin wharf_plugin = {
+    WHARF_PLUGIN_HEAD("forward"),
+    .init = fwd_init,
+    .handle_stream = fwd_serve,
+    .handle_datagrams = fwd_serve_datagrams,
+    .stats = fwd_stats,
+    .fini = fwd_fini,
+};
