@@ -892,6 +892,7 @@ static void lst_finish(struct load *ld, config_setting_t *s, struct conf_listene
 {
     config_setting_t *tls = config_setting_get_member(s, "tls");
     config_setting_t *mode = config_setting_get_member(s, "unix_mode");
+    config_setting_t *proxy = config_setting_get_member(s, "proxy_protocol");
 
     if (!config_setting_get_member(s, "name"))
         err(ld, s, "missing name");
@@ -901,6 +902,8 @@ static void lst_finish(struct load *ld, config_setting_t *s, struct conf_listene
         err(ld, s, "missing handler");
     if (tls && l->lst_kind == CONF_UDP)
         err(ld, tls, "not allowed on a udp listener");
+    if (proxy && l->lst_kind == CONF_UDP && config_setting_get_bool(proxy))
+        err(ld, proxy, "not allowed on a udp listener (PROXY headers come before a stream)");
     if (mode && l->lst_kind != CONF_KIND_NONE && l->lst_kind != CONF_UNIX)
         err(ld, mode, "only for a unix listener");
 }

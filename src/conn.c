@@ -489,17 +489,35 @@ void conn_start(struct lworker *lw, struct wharf_stream *sock)
 
 int conn_datagrams(struct lworker *lw, struct wharf_stream *sock)
 {
-    const struct plugin_inst *pi = lw->lw_gen->lg_inst;
     struct wharf_stream *s = meter_new(sock, &meter_datagram_ops, lw->lw_ctr, NULL, 0);
-    int rc;
+    int rc = 0;
 
     if (!s)
         return -ENOMEM;
-    rc = pi->pi_desc->handle_datagrams(pi->pi_instance, s);
-    if (rc < 0 && rc != WHARF_ECANCELLED) {
-        ctr_add(&lw->lw_ctr->lc_errors, 1);
-        log_error("listener \"%s\" on worker %u: the datagram handler failed: %s",
-                  lw->lw_lst->lst_name, lw->lw_index, wharf_strerror(rc));
+    while (!lw->lw_stopping) {
+        /* the handler keeps the generation it started with; a reload
+         * cancels it (lw_swapped) and it starts again with the new one, on
+         * the same socket */
+        struct lgen *g = lgen_ref(lw->lw_gen);
+        const struct plugin_inst *pi = g->lg_inst;
+        struct wharf_scope sc;
+
+        lw->lw_swapped = false;
+        if ((rc = wharf_scope_enter(&sc, WHARF_FOREVER, 0)) == 0) {
+            lw->lw_accept = &sc;
+            rc = pi->pi_desc->handle_datagrams(pi->pi_instance, s);
+            lw->lw_accept = NULL;
+            rc = wharf_scope_exit(&sc, rc);
+        }
+        lgen_unref(&g);
+        if (lw->lw_swapped && !lw->lw_stopping)
+            continue;
+        if (rc < 0 && rc != WHARF_ECANCELLED) {
+            ctr_add(&lw->lw_ctr->lc_errors, 1);
+            log_error("listener \"%s\" on worker %u: the datagram handler failed: %s",
+                      lw->lw_lst->lst_name, lw->lw_index, wharf_strerror(rc));
+        }
+        break;
     }
     wharf_free(s);
     return rc;

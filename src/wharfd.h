@@ -346,7 +346,8 @@ struct lworker {
     struct lgen *lw_gen;            /* this worker's reference */
     struct lst_counters *lw_ctr;
     struct wharf_group *lw_group;   /* while the task runs */
-    struct wharf_scope *lw_accept;  /* while it accepts */
+    struct wharf_scope *lw_accept;  /* while it accepts (UDP: runs the handler) */
+    bool lw_swapped;                /* UDP: a new generation; restart the handler */
     bool lw_stopping;
     bool lw_hard;                   /* cancel the connections now */
     atomic_bool lw_hard_req;        /* asked for by the main thread */
@@ -416,7 +417,8 @@ int listener_swap_gen(struct lworker *lw, struct lgen *gen);
  * calls the handler, counts and logs the outcome, closes it. Takes
  * ownership of sock, whatever happens. */
 void conn_start(struct lworker *lw, struct wharf_stream *sock);
-/* Runs the datagram handler of lw's listener on sock (owned). */
+/* Runs the datagram handler of lw's listener on sock (owned) until the
+ * listener stops; a reload restarts it with the new generation. */
 int conn_datagrams(struct lworker *lw, struct wharf_stream *sock);
 
 /* server.c --------------------------------------------------------------- */

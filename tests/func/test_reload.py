@@ -261,6 +261,31 @@ class KeepSettings(ReloadCase):
 
 # ---- (c) a broken file changes nothing ------------------------------------------------------
 
+class KeepDatagrams(ReloadCase):
+
+    def test_udp_listener_takes_the_new_handler(self):
+        """A UDP listener kept by a reload serves datagrams with the new
+        handler and options on the same socket (the handler task is
+        restarted), and wharfd survives the old plugin instance going."""
+        d = self.start([listener("dg", "udp", "echo")])
+        u = wt.udp_socket()
+        self.addCleanup(u.close)
+        addr = d.addr("dg")
+        u.sendto(b"one", addr)
+        self.assertEqual(u.recvfrom(100)[0], b"one")
+        for round_ in range(3):
+            d.reconf([listener("dg", "udp", "hello")])
+            self.reload_ok(d, "echo -> hello on UDP")
+            u.sendto(b"two", addr)
+            self.assertEqual(u.recvfrom(100)[0], b"Hello, two",
+                             "the kept UDP listener still runs the old handler")
+            d.reconf([listener("dg", "udp", "echo")])
+            self.reload_ok(d, "hello -> echo on UDP")
+            u.sendto(b"three", addr)
+            self.assertEqual(u.recvfrom(100)[0], b"three")
+        self.assertRunning(d, "reloads of a UDP listener")
+
+
 class BrokenReload(ReloadCase):
     """Each broken file would also remove "echo", change hello's max_line to
     4 and add a NEW listener "new": after the failed reload, "echo" still

@@ -125,6 +125,9 @@ static const struct bad bad_configs[] = {
       "3: listeners2: unknown setting (did you mean \"listeners\"?)" },
     { "listeners = { name = \"a\"; };\n",
       "1: listeners: must be a list of groups ( { ... }, { ... } )" },
+    { L0 "udp = \"127.0.0.1:53\";\n proxy_protocol = true; } );\n",
+      "3: listeners.[0].proxy_protocol: not allowed on a udp listener (PROXY headers come "
+      "before a stream)" },
     /* tls */
     { L0 "udp = \"127.0.0.1:53\";\n tls = { certificate = \"c\"; key = \"k\"; }; } );\n",
       "3: listeners.[0].tls: not allowed on a udp listener" },
