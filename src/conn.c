@@ -38,6 +38,7 @@ struct meter {
     const struct proxy_hdr *m_proxy;    /* the addresses a PROXY header gave, or NULL */
     struct lst_counters *m_ctr;
     struct wharf_scope *m_idle;     /* NULL: no idle clock (datagrams) */
+    struct lworker *m_lw;           /* datagrams: the listener worker (swaps) */
     double m_idle_s;
     double m_touched;
 };
@@ -111,11 +112,30 @@ static ssize_t meter_send_nowait(struct wharf_stream *s, const void *buf, size_t
     return n;
 }
 
+/* A reload restarts the datagram handler with the new generation
+ * (conn_datagrams) between two datagrams, never in the middle of one: a
+ * handler waiting here is cancelled (swap_task), one at work finds the swap
+ * at its next receive; either way no datagram it took goes unanswered. */
 static ssize_t meter_receive_from(struct wharf_stream *s, void *buf, size_t max,
                                   struct sockaddr *from, socklen_t *fromlen)
 {
     struct meter *m = (struct meter *)s;
-    ssize_t n = wharf_receive_from(s->inner, buf, max, from, fromlen);
+    struct lworker *lw = m->m_lw;
+    ssize_t n;
+    int rc;
+
+    if (lw) {
+        if (lw->lw_swapped)
+            return WHARF_ECANCELLED;
+        lw->lw_dgram_waiting = true;
+        rc = wharf_wait(s->inner, WHARF_READABLE);
+        lw->lw_dgram_waiting = false;
+        if (rc < 0)
+            return rc;
+        if (lw->lw_swapped)
+            return WHARF_ECANCELLED;   /* the datagram is the new handler's */
+    }
+    n = wharf_receive_from(s->inner, buf, max, from, fromlen);
 
     if (n >= 0) {
         ctr_add(&m->m_ctr->lc_datagrams_in, 1);
@@ -494,10 +514,11 @@ int conn_datagrams(struct lworker *lw, struct wharf_stream *sock)
 
     if (!s)
         return -ENOMEM;
+    ((struct meter *)s)->m_lw = lw;
     while (!lw->lw_stopping) {
         /* the handler keeps the generation it started with; a reload
-         * cancels it (lw_swapped) and it starts again with the new one, on
-         * the same socket */
+         * ends it between two datagrams (lw_swapped, meter_receive_from)
+         * and it starts again with the new one, on the same socket */
         struct lgen *g = lgen_ref(lw->lw_gen);
         const struct plugin_inst *pi = g->lg_inst;
         struct wharf_scope sc;

@@ -470,10 +470,13 @@ static int swap_task(void *arg)
 
     lw->lw_gen = c->lc_gen;
     c->lc_gen = old;                /* unreferenced by lw_call_done */
-    /* a datagram handler runs on with its generation: restart it */
+    /* a datagram handler runs on with its generation: restart it, at
+     * once if it waits for a datagram, else at its next receive (a
+     * datagram it holds is still answered: meter_receive_from) */
     if (lw->lw_lst->lst_kind == CONF_UDP && lw->lw_accept && !lw->lw_done) {
         lw->lw_swapped = true;
-        wharf_scope_cancel(lw->lw_accept);
+        if (lw->lw_dgram_waiting)
+            wharf_scope_cancel(lw->lw_accept);
     }
     lw_call_done(c);
     return 0;

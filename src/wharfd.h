@@ -348,6 +348,7 @@ struct lworker {
     struct wharf_group *lw_group;   /* while the task runs */
     struct wharf_scope *lw_accept;  /* while it accepts (UDP: runs the handler) */
     bool lw_swapped;                /* UDP: a new generation; restart the handler */
+    bool lw_dgram_waiting;          /* UDP: the handler waits for a datagram */
     bool lw_stopping;
     bool lw_hard;                   /* cancel the connections now */
     atomic_bool lw_hard_req;        /* asked for by the main thread */
