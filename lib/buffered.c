@@ -27,10 +27,11 @@ struct buffered {
     struct wharf_stream bs_head;     /* first: the handle; inner = the wrapped stream */
     struct evbuffer *bs_buf;         /* received, not yet returned */
     bool bs_closed;
-    /* Inner receives land here first, not in evbuffer_reserve_space():
-     * a feed while a receive waits would invalidate a reservation. Only
-     * the one receiver (guarded) uses it. */
-    unsigned char bs_scratch[BUFFERED_READ];
+    /* Inner receives land in the thread's scratch area, or in this buffer
+     * for an inner stream that needs one (stream_receive_scratch), not in
+     * evbuffer_reserve_space(): a feed while a receive waits would
+     * invalidate a reservation. Only the one receiver (guarded) uses it. */
+    unsigned char *bs_own;
 };
 
 static const struct wharf_stream_ops buffered_ops;
@@ -128,6 +129,7 @@ static void buffered_free(struct wharf_stream *s)
 
     wharf_free(s->inner);
     evbuffer_free(b->bs_buf);
+    free(b->bs_own);
     free(b);
 }
 
@@ -192,11 +194,12 @@ static void buffered_leave(struct buffered *b)
  * we were closed while waiting; the inner stream's other errors. */
 static ssize_t buffered_fill(struct buffered *b, size_t want)
 {
+    const unsigned char *data = NULL;
     ssize_t n;
 
-    if (want > sizeof(b->bs_scratch))
-        want = sizeof(b->bs_scratch);
-    n = wharf_receive(b->bs_head.inner, b->bs_scratch, want);
+    if (want > BUFFERED_READ)
+        want = BUFFERED_READ;
+    n = stream_receive_scratch(b->bs_head.inner, want, &data, &b->bs_own);
     /* A byte stream never returns 0 while open; take a 0 from a broken
      * inner stream as its end rather than spin on it. */
     if (n == WHARF_EOF || n == 0)
@@ -205,7 +208,7 @@ static ssize_t buffered_fill(struct buffered *b, size_t want)
         return n;
     if (b->bs_closed)
         return WHARF_ECLOSED;
-    if (evbuffer_add(b->bs_buf, b->bs_scratch, (size_t)n) < 0)
+    if (evbuffer_add(b->bs_buf, data, (size_t)n) < 0)
         return -ENOMEM;
     return n;
 }

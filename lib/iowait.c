@@ -3,7 +3,9 @@
  * once with the loop, edge-triggered and persistent, on the first wait; an
  * edge wakes the task waiting for that direction. Callers try the I/O first
  * and wait only after EAGAIN, so no edge can be missed (the loop, and thus
- * the edge, only runs while the task is suspended).
+ * the edge, only runs while the task is suspended). rd_eagain remembers a
+ * read's EAGAIN until the next read edge: a wait for readability then
+ * needs no poll() to know that it must wait.
  * Not for: the streams themselves (socket.c, udp.c).
  */
 #include "config.h"
@@ -17,6 +19,8 @@ static void iowait_cb(evutil_socket_t fd, short what, void *arg)
     struct iowait *w = arg;
 
     (void)fd;
+    if (what & EV_READ)
+        w->rd_eagain = false;
     if ((what & EV_READ) && w->rd)
         task_wake(w->rd);
     if ((what & EV_WRITE) && w->wr)

@@ -311,6 +311,57 @@ bool task_cancelled(const struct task *t)
     return scope_effectively_cancelled(t->scope);
 }
 
+/* ---- giving idle stacks back ------------------------------------------- */
+
+/* A task that stays blocked keeps the pages its deepest moment touched (a
+ * TLS handshake takes tens of KiB of stack): with thousands of idle
+ * connections that is most of the daemon's memory. Twice a second, a tick
+ * trims the stack of every task that has blocked since the last tick and
+ * is still blocked down to the frames it uses (a madvise each, once per
+ * block), and the cached stacks nobody took since (all but the hottest).
+ * A short block costs a list insert and removal; the tick runs only while
+ * there is something to trim. */
+#define TRIM_PERIOD_USEC 500000
+#define TRIM_CACHE_KEEP 32
+
+static void trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sched *s = arg;
+    struct task *t;
+
+    (void)fd;
+    (void)what;
+    s->trim_armed = false;
+    while ((t = TAILQ_FIRST(&s->idle))) {
+        TAILQ_REMOVE(&s->idle, t, idle_link);
+        t->on_idle = false;
+#ifndef WHARF_CTX_UCONTEXT
+        stack_trim(&t->stack, t->ctx.sp);
+#endif
+    }
+    stack_cache_trim(&s->stacks, TRIM_CACHE_KEEP);
+}
+
+static void idle_enter(struct sched *s, struct task *t)
+{
+    static const struct timeval period = { 0, TRIM_PERIOD_USEC };
+
+    if (!t->stack.map)
+        return;
+    TAILQ_INSERT_TAIL(&s->idle, t, idle_link);
+    t->on_idle = true;
+    if (!s->trim_armed && evtimer_add(&s->trim_ev, &period) == 0)
+        s->trim_armed = true;
+}
+
+static void idle_leave(struct sched *s, struct task *t)
+{
+    if (t->on_idle) {
+        TAILQ_REMOVE(&s->idle, t, idle_link);
+        t->on_idle = false;
+    }
+}
+
 int task_block(void)
 {
     struct task *t = task_current();
@@ -322,6 +373,7 @@ int task_block(void)
     t->cancellable = true;
     t->cancel_woken = false;
     s->nblocked++;
+    idle_enter(s, t);
     sched_leave(s, t, false);
     t->cancellable = false;
     return t->cancel_woken ? WHARF_ECANCELLED : 0;
@@ -336,6 +388,7 @@ void task_block_uncancellable(void)
     t->cancellable = false;
     t->cancel_woken = false;
     s->nblocked++;
+    idle_enter(s, t);
     sched_leave(s, t, false);
 }
 
@@ -346,6 +399,7 @@ static void task_make_ready(struct task *t, bool by_cancel)
     t->state = TASK_READY;
     t->cancel_woken = by_cancel;
     s->nblocked--;
+    idle_leave(s, t);
     TAILQ_INSERT_TAIL(&s->ready, t, ready_link);
     sched_activate(s);
 }
@@ -712,6 +766,8 @@ struct sched *sched_new(struct event_base *base)
     event_assign(&s->rq_ev, s->base, -1, 0, sched_remote_cb, s);
     evtimer_assign(&s->timer_ev, s->base, sched_timer_cb, s);
     s->timer_at = WHARF_FOREVER;
+    TAILQ_INIT(&s->idle);
+    evtimer_assign(&s->trim_ev, s->base, trim_cb, s);
     scope_init_root(&s->root, s);
     stack_cache_init(&s->stacks, WHARF_DEFAULT_STACK);
     sched_thread_stack(s);
@@ -737,6 +793,8 @@ void sched_free(struct sched *s)
         evtimer_del(&s->timer_ev);
     event_del(&s->run_ev);
     event_del(&s->rq_ev);
+    if (s->trim_armed)
+        evtimer_del(&s->trim_ev);
     for (r = s->spawn_q; r; r = next) {
         next = r->next;
         free(r);

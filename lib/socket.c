@@ -111,6 +111,12 @@ int sock_wait_fd(struct iowait *w, unsigned events)
     for (;;) {
         if (w->fd < 0)
             return WHARF_ECLOSED;
+        /* a read has just said EAGAIN: the edge will come, no need to ask */
+        if (events == WHARF_READABLE && w->rd_eagain && w->added) {
+            if ((rc = iowait_wait(w, EV_READ)) < 0)
+                return w->fd < 0 ? WHARF_ECLOSED : rc;
+            continue;
+        }
         p.fd = w->fd;
         p.events = (short)(((events & WHARF_READABLE) ? POLLIN : 0) |
                            ((events & WHARF_WRITABLE) ? POLLOUT : 0));
@@ -258,8 +264,11 @@ static ssize_t sock_receive_nowait(struct wharf_stream *s, void *buf, size_t max
     while (n < 0 && errno == EINTR);
     if (n > 0)
         return n;
-    if (n < 0)
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            k->sk_iow.rd_eagain = true;
         return sock_fail(k, errno);
+    }
     if (k->sk_broken)
         return WHARF_EBROKEN;   /* after a reset Linux reads 0: not an end */
     k->sk_eof = true;

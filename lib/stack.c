@@ -67,6 +67,7 @@ static void stack_canary_set(struct stack *st)
 {
     uint64_t *w = (uint64_t *)(void *)st->lo;
 
+    st->trimmed = false;
     for (int i = 0; i < STACK_CANARY_WORDS; i++)
         w[i] = STACK_CANARY;
 }
@@ -74,11 +75,43 @@ static void stack_canary_set(struct stack *st)
 bool stack_canary_ok(const struct stack *st)
 {
     const uint64_t *w = (const uint64_t *)(const void *)st->lo;
+    int zero = 0;
 
-    for (int i = 0; i < STACK_CANARY_WORDS; i++)
-        if (w[i] != STACK_CANARY)
+    for (int i = 0; i < STACK_CANARY_WORDS; i++) {
+        if (w[i] == 0)
+            zero++;
+        else if (w[i] != STACK_CANARY)
             return false;
-    return true;
+    }
+    /* a trimmed page reads as zeros: untouched since, the canary stands */
+    return zero == 0 || (st->trimmed && zero == STACK_CANARY_WORDS);
+}
+
+/* Below the saved stack pointer nothing is live (no signal runs on a task
+ * stack: SA_ONSTACK, and x86-64's red zone is free at a switch); the
+ * margin is for safety only. */
+#define STACK_TRIM_MARGIN 256
+
+void stack_trim(struct stack *st, const void *sp)
+{
+    uintptr_t lo = (uintptr_t)st->lo, top = (uintptr_t)sp;
+    size_t ps = stack_pagesize();
+
+    if (!st->map || top < lo + STACK_TRIM_MARGIN || top > (uintptr_t)st->hi)
+        return;
+    top = (top - STACK_TRIM_MARGIN) & ~(uintptr_t)(ps - 1);
+    if (top <= lo)
+        return;
+    /* the canary shares the lowest page: it will read as zeros */
+    if (madvise(st->lo, (size_t)(top - lo), MADV_DONTNEED) == 0)
+        st->trimmed = true;
+}
+
+void stack_cache_trim(struct stack_cache *c, size_t keep)
+{
+    for (size_t i = 0; i + keep < c->nfree; i++)
+        if (!c->free[i].trimmed)
+            stack_trim(&c->free[i], c->free[i].hi);
 }
 
 static void stack_unmap(struct stack *st)

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "wharf-int.h"
@@ -319,4 +320,46 @@ int stream_attr_copy(void *out, size_t *len, const void *val, size_t vlen)
 int stream_attr_int(void *out, size_t *len, int v)
 {
     return stream_attr_copy(out, len, &v, sizeof(v));
+}
+
+/* ---- receiving without a buffer of one's own ------------------------------ */
+
+/* One per thread: tasks of a worker never run at once, and each caller
+ * copies the bytes out before it can suspend again. */
+static _Thread_local unsigned char stream_scratch[STREAM_SCRATCH];
+
+ssize_t stream_receive_scratch(struct wharf_stream *s, size_t max,
+                               const unsigned char **data, unsigned char **own)
+{
+    ssize_t n;
+    int rc;
+
+    if (max > STREAM_SCRATCH)
+        max = STREAM_SCRATCH;
+    if (!*own && !(STREAM_OP(s, receive_nowait) && STREAM_OP(s, wait))) {
+        /* no way to wait without a buffer: a plain receive, as before */
+    } else if (!*own) {
+        /* a checkpoint first, as the blocking receive of a socket has: a
+         * reader that always finds data still lets the others run */
+        if ((rc = wharf_checkpoint()) < 0)
+            return rc;
+        while ((n = wharf_receive_nowait(s, stream_scratch, max)) == WHARF_EWOULDBLOCK) {
+            if ((rc = wharf_wait(s, WHARF_READABLE)) < 0) {
+                if (rc != WHARF_ENOTSUP)
+                    return rc;
+                n = WHARF_ENOTSUP;
+                break;
+            }
+        }
+        if (n != WHARF_ENOTSUP) {
+            *data = stream_scratch;
+            return n;
+        }
+    }
+    /* e.g. a memory stream: its senders write into a waiting receiver's
+     * buffer, which must then be the caller's own */
+    if (!*own && !(*own = malloc(STREAM_SCRATCH)))
+        return -ENOMEM;
+    *data = *own;
+    return wharf_receive(s, *own, max);
 }

@@ -56,7 +56,7 @@ struct tls {
     bool t_ragged;                  /* the transport ended without close_notify */
     bool t_reading, t_writing;      /* a task is in the inner receive / send */
     struct tls_waitq t_read_q, t_write_q;
-    unsigned char *t_ibuf, *t_obuf; /* for the one reader / writer */
+    unsigned char *t_ibuf;          /* a transport that needs its own buffer */
     char t_error[256];
 };
 
@@ -126,6 +126,7 @@ static int tls_break(struct tls *t, const char *why)
 /* Sends what OpenSSL wrote, in order, one writer at a time. */
 static int tls_flush(struct tls *t)
 {
+    unsigned char *out;
     int rc, n;
 
     while (BIO_ctrl_pending(t->t_wbio) > 0) {
@@ -134,14 +135,23 @@ static int tls_flush(struct tls *t)
                 return rc;
             continue;
         }
-        if (!t->t_obuf && !(t->t_obuf = malloc(TLS_IO_BUF)))
+        /* the send may suspend (and another task append to the BIO):
+         * the bytes leave from a buffer of their own, which lives only
+         * as long as the send, so that an idle stream holds none */
+        n = (int)BIO_ctrl_pending(t->t_wbio);
+        if (n > TLS_IO_BUF)
+            n = TLS_IO_BUF;
+        if (!(out = malloc((size_t)n)))
             return -ENOMEM;
-        n = BIO_read(t->t_wbio, t->t_obuf, TLS_IO_BUF);
-        if (n <= 0)
+        n = BIO_read(t->t_wbio, out, n);
+        if (n <= 0) {
+            free(out);
             break;
+        }
         t->t_writing = true;
-        rc = wharf_send(t->t_base.inner, t->t_obuf, (size_t)n);
+        rc = wharf_send(t->t_base.inner, out, (size_t)n);
         t->t_writing = false;
+        free(out);
         tls_wake_all(&t->t_write_q);
         if (rc < 0) {
             /* part of a record may have gone: nothing after it can be sent */
@@ -156,26 +166,27 @@ static int tls_flush(struct tls *t)
 
 #define TLS_FEED_EOF 1
 
+
 /* Brings more ciphertext in, or waits for the task that is doing so.
  * Returns 0, TLS_FEED_EOF (the transport ended between records: a ragged
  * EOF, kept from OpenSSL so that its state stays alive and close_notify
  * can still be sent), or an error. */
 static int tls_feed(struct tls *t)
 {
+    const unsigned char *data = NULL;
     ssize_t n;
 
     if (t->t_reading)
         return tls_wait(&t->t_read_q);
     if (t->t_ragged)
         return TLS_FEED_EOF;
-    if (!t->t_ibuf && !(t->t_ibuf = malloc(TLS_IO_BUF)))
-        return -ENOMEM;
     t->t_reading = true;
-    n = wharf_receive(t->t_base.inner, t->t_ibuf, TLS_IO_BUF);
+    /* an idle stream holds no buffer (stream_receive_scratch) */
+    n = stream_receive_scratch(t->t_base.inner, TLS_IO_BUF, &data, &t->t_ibuf);
     t->t_reading = false;
     tls_wake_all(&t->t_read_q);
     if (n > 0) {
-        BIO_write(t->t_rbio, t->t_ibuf, (int)n);
+        BIO_write(t->t_rbio, data, (int)n);
         return 0;
     }
     if (n == WHARF_EOF) {
@@ -306,6 +317,19 @@ static ssize_t tls_receive(struct wharf_stream *s, void *buf, size_t max)
         return WHARF_EOF;       /* repeatably, even after a send failed since */
     if ((rc = tls_enter(t)) < 0)
         return rc;
+    /* OpenSSL takes its record buffer (16 KiB) when SSL_read starts and,
+     * finding no input, keeps it until a record comes: an idle stream
+     * would hold one. With nothing buffered, wait for ciphertext first;
+     * SSL_MODE_RELEASE_BUFFERS gives the buffer back once the record is
+     * read. */
+    while (!SSL_has_pending(t->t_ssl) && BIO_ctrl_pending(t->t_rbio) == 0 && !t->t_ragged) {
+        if ((rc = tls_feed(t)) < 0)
+            return rc;
+        if (rc == TLS_FEED_EOF)
+            break;              /* SSL_read below sees the end as before */
+        if (BIO_ctrl_pending(t->t_rbio) == 0 && !t->t_reading)
+            break;              /* an end inside a record: OpenSSL decides */
+    }
     rc = tls_call(t, TLS_READ, buf, max > INT_MAX ? INT_MAX : max, &got);
     return rc < 0 ? rc : (ssize_t)got;
 }
@@ -527,7 +551,6 @@ static void tls_free(struct wharf_stream *s)
     if (!t->t_detached)
         wharf_free(s->inner);
     free(t->t_ibuf);
-    free(t->t_obuf);
     free(t);
 }
 

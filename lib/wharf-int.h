@@ -53,6 +53,7 @@ struct stack {
     char *lo;           /* lowest usable byte (canary lives here) */
     char *hi;           /* one past the highest usable byte */
     unsigned vg_id;     /* valgrind stack id */
+    bool trimmed;       /* pages given back since the canary was written */
 };
 struct stack_cache {
     struct stack *free;     /* array of cached stacks */
@@ -61,6 +62,12 @@ struct stack_cache {
     bool guard;
 };
 void stack_cache_init(struct stack_cache *c, size_t size);
+/* Gives the pages of st wholly below sp back to the kernel (they read as
+ * zeros when touched again): a blocked task keeps only what its frames
+ * use. */
+void stack_trim(struct stack *st, const void *sp);
+/* Trims every cached stack but the `keep` most recently put back. */
+void stack_cache_trim(struct stack_cache *c, size_t keep);
 void stack_cache_purge(struct stack_cache *c);
 int stack_get(struct stack_cache *c, struct stack *st);
 void stack_put(struct stack_cache *c, struct stack *st);
@@ -118,6 +125,8 @@ struct task {
     int remote_refs;            /* cross-thread wakes in flight (atomic) */
     bool zombie;                /* finished, freed once remote_refs is 0 */
     uint64_t id;
+    TAILQ_ENTRY(task) idle_link;    /* on sched.idle: blocked, stack untrimmed */
+    bool on_idle;
 };
 
 struct sched {
@@ -152,6 +161,9 @@ struct sched {
     const void *loop_stack_lo;  /* the thread's own stack, for ASan */
     size_t loop_stack_size;
     uint64_t switches;          /* statistics: task switches */
+    TAILQ_HEAD(, task) idle;    /* blocked since the last trim tick, untrimmed */
+    struct event trim_ev;       /* the tick: trims their stacks (sched.c) */
+    bool trim_armed;
 };
 
 struct sched *sched_current(void);
@@ -195,6 +207,7 @@ struct iowait {
     struct sched *sched;
     int fd;
     bool added;
+    bool rd_eagain;     /* a read said EAGAIN and no read edge came since */
 };
 void iowait_init(struct iowait *w, int fd);
 /* Waits until fd is readable (EV_READ), writable (EV_WRITE), or either (both
@@ -227,6 +240,16 @@ void worker_stop(struct worker *w);
 
 /* stream.c: helpers for stream implementations */
 int stream_attr_copy(void *out, size_t *len, const void *val, size_t vlen);
+/* Receives up to max (at most STREAM_SCRATCH) bytes of s like
+ * wharf_receive, but holds no buffer while it waits: it waits for s to be
+ * readable, then takes the bytes with receive_nowait into a per-thread
+ * scratch area; *data points at them until the caller next suspends. A
+ * stream without receive_nowait or wait gets a buffer allocated into
+ * *own (NULL at first; the caller frees it), used from then on. For
+ * wrappers that keep many idle streams (TLS, buffered). */
+#define STREAM_SCRATCH (16 * 1024 + 512)
+ssize_t stream_receive_scratch(struct wharf_stream *s, size_t max,
+                               const unsigned char **data, unsigned char **own);
 int stream_attr_int(void *out, size_t *len, int v);
 
 /* addr.c: name resolution and address helpers for socket.c and udp.c */

@@ -29,8 +29,9 @@
  *
  * A stream connection: connect (within connect_timeout), then two tasks
  * in a task group copy one direction each (the handler's task, host of
- * the group, and one child) through a 64 KiB heap buffer each: receive
- * into it and send from it, with no other copy. The end of stream
+ * the group, and one child) through a buffer each: receive into it and
+ * send from it, with no other copy; 1 KiB while messages are small, 64 KiB
+ * while data streams (copy_task). The end of stream
  * on one side becomes a write EOF (wharf_send_eof) on the other, and the
  * connection ends when both directions have ended, or at once when either
  * side fails (the group cancels the other direction) and the failure is
@@ -228,8 +229,9 @@ struct direction {
     struct wharf_stream *from, *to;
     struct wharf_group *group;
     atomic_ullong *bytes;
-    char *buf;
     bool to_client;
+    char *big;                      /* FWD_BUF bytes while data streams, or NULL */
+    char small[FWD_SMALL];
 };
 
 /* Passes the end of stream on; see the top of the file for TLS. */
@@ -244,16 +246,32 @@ static int pass_eof(struct direction *d)
     return 0;
 }
 
+/* Receives into the small buffer while messages are small (requests and
+ * answers of a keep-alive protocol, an idle connection), into a big one
+ * from the first receive that fills the small one (a transfer), and back
+ * to the small one when a receive returns no more than it holds: most
+ * connections never hold more than the small buffers. */
 static int copy_task(void *arg)
 {
     struct direction *d = arg;
     ssize_t n;
     int rc;
 
-    while ((n = wharf_receive(d->from, d->buf, FWD_BUF)) > 0) {
-        if ((rc = wharf_send(d->to, d->buf, (size_t)n)) < 0)
+    for (;;) {
+        char *buf = d->big ? d->big : d->small;
+        size_t cap = d->big ? FWD_BUF : FWD_SMALL;
+
+        if ((n = wharf_receive(d->from, buf, cap)) <= 0)
+            break;
+        if ((rc = wharf_send(d->to, buf, (size_t)n)) < 0)
             return rc;
         fwd_count(d->bytes, (unsigned long long)n);
+        if (!d->big && (size_t)n == FWD_SMALL) {
+            d->big = malloc(FWD_BUF);   /* NULL: the small one does */
+        } else if (d->big && (size_t)n <= FWD_SMALL) {
+            free(d->big);
+            d->big = NULL;
+        }
     }
     return n == WHARF_EOF ? pass_eof(d) : (int)n;
 }
@@ -266,24 +284,33 @@ static int copy_task(void *arg)
  * child). */
 static int pipe_both(struct fwd *f, struct wharf_stream *client, struct wharf_stream *target)
 {
-    char *bufs = malloc(2 * FWD_BUF);
+    struct direction *up = malloc(2 * sizeof(*up)), *down = up + 1;
     struct wharf_group *g;
-    struct direction up, down;
     int rc;
 
-    if (!bufs)
+    if (!up)
         return -ENOMEM;
     if (!(g = wharf_group_open())) {
-        free(bufs);
+        free(up);
         return -ENOMEM;
     }
-    up = (struct direction){ client, target, g, &f->fwd_bytes_up, bufs, false };
-    down = (struct direction){ target, client, g, &f->fwd_bytes_down, bufs + FWD_BUF, true };
-    rc = wharf_group_spawn(g, copy_task, &down);
+    up->from = client;
+    up->to = target;
+    up->bytes = &f->fwd_bytes_up;
+    up->to_client = false;
+    down->from = target;
+    down->to = client;
+    down->bytes = &f->fwd_bytes_down;
+    down->to_client = true;
+    up->group = down->group = g;
+    up->big = down->big = NULL;
+    rc = wharf_group_spawn(g, copy_task, down);
     if (rc == 0)
-        rc = copy_task(&up);
+        rc = copy_task(up);
     rc = wharf_group_close(g, rc);
-    free(bufs);
+    free(up->big);
+    free(down->big);
+    free(up);
     return rc;
 }
 

@@ -17,7 +17,8 @@
 
 #define FWD_HIDDEN __attribute__((visibility("hidden")))
 
-#define FWD_BUF (64 * 1024)             /* per direction, on the heap */
+#define FWD_BUF (64 * 1024)             /* per direction while data streams */
+#define FWD_SMALL 1024                  /* per direction, always (forward.c) */
 #define FWD_DATAGRAM_MAX 65535          /* the largest UDP payload */
 
 enum fwd_proxy { FWD_PROXY_NONE, FWD_PROXY_V1, FWD_PROXY_V2 };
