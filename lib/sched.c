@@ -315,14 +315,24 @@ bool task_cancelled(const struct task *t)
 
 /* A task that stays blocked keeps the pages its deepest moment touched (a
  * TLS handshake takes tens of KiB of stack): with thousands of idle
- * connections that is most of the daemon's memory. Twice a second, a tick
- * trims the stack of every task that has blocked since the last tick and
- * is still blocked down to the frames it uses (a madvise each, once per
- * block), and the cached stacks nobody took since (all but the hottest).
- * A short block costs a list insert and removal; the tick runs only while
- * there is something to trim. */
-#define TRIM_PERIOD_USEC 500000
+ * connections that would be most of the daemon's memory. Blocked tasks
+ * wait on sched.idle in the order they blocked, stamped with the tick
+ * count; every TRIM_PERIOD a tick trims the stack of each task that was
+ * already blocked at the previous tick and still is (so blocked for at
+ * least one period: a busy connection is never trimmed) down to the frames
+ * it uses (one madvise), and the cached stacks but the hottest. A short
+ * block costs a list insert and removal; the tick runs only while a task
+ * waits on the list. */
+#define TRIM_PERIOD_USEC 250000
 #define TRIM_CACHE_KEEP 32
+
+static void trim_arm(struct sched *s)
+{
+    static const struct timeval period = { 0, TRIM_PERIOD_USEC };
+
+    if (!s->trim_armed && evtimer_add(&s->trim_ev, &period) == 0)
+        s->trim_armed = true;
+}
 
 static void trim_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -332,26 +342,27 @@ static void trim_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     s->trim_armed = false;
-    while ((t = TAILQ_FIRST(&s->idle))) {
+    while ((t = TAILQ_FIRST(&s->idle)) && t->idle_tick != s->trim_tick) {
         TAILQ_REMOVE(&s->idle, t, idle_link);
         t->on_idle = false;
 #ifndef WHARF_CTX_UCONTEXT
         stack_trim(&t->stack, t->ctx.sp);
 #endif
     }
+    s->trim_tick++;
     stack_cache_trim(&s->stacks, TRIM_CACHE_KEEP);
+    if (!TAILQ_EMPTY(&s->idle))
+        trim_arm(s);
 }
 
 static void idle_enter(struct sched *s, struct task *t)
 {
-    static const struct timeval period = { 0, TRIM_PERIOD_USEC };
-
     if (!t->stack.map)
         return;
+    t->idle_tick = s->trim_tick;
     TAILQ_INSERT_TAIL(&s->idle, t, idle_link);
     t->on_idle = true;
-    if (!s->trim_armed && evtimer_add(&s->trim_ev, &period) == 0)
-        s->trim_armed = true;
+    trim_arm(s);
 }
 
 static void idle_leave(struct sched *s, struct task *t)

@@ -111,11 +111,15 @@ int sock_wait_fd(struct iowait *w, unsigned events)
     for (;;) {
         if (w->fd < 0)
             return WHARF_ECLOSED;
-        /* a read has just said EAGAIN: the edge will come, no need to ask */
+        /* a read has just said EAGAIN: no need to ask, and the edge that
+         * wakes us says it is readable (or has failed: the read tells) */
         if (events == WHARF_READABLE && w->rd_eagain && w->added) {
-            if ((rc = iowait_wait(w, EV_READ)) < 0)
-                return w->fd < 0 ? WHARF_ECLOSED : rc;
-            continue;
+            rc = iowait_wait(w, EV_READ);
+            if (w->fd < 0)
+                return WHARF_ECLOSED;
+            if (rc < 0 || !w->rd_eagain)
+                return rc;
+            continue;           /* not by an edge: ask */
         }
         p.fd = w->fd;
         p.events = (short)(((events & WHARF_READABLE) ? POLLIN : 0) |

@@ -127,6 +127,7 @@ struct task {
     uint64_t id;
     TAILQ_ENTRY(task) idle_link;    /* on sched.idle: blocked, stack untrimmed */
     bool on_idle;
+    unsigned idle_tick;             /* sched.trim_tick when it blocked */
 };
 
 struct sched {
@@ -164,6 +165,7 @@ struct sched {
     TAILQ_HEAD(, task) idle;    /* blocked since the last trim tick, untrimmed */
     struct event trim_ev;       /* the tick: trims their stacks (sched.c) */
     bool trim_armed;
+    unsigned trim_tick;         /* ticks so far */
 };
 
 struct sched *sched_current(void);
