@@ -470,8 +470,10 @@ static int sock_connect_wait(int fd)
     int rc, err = 0;
     socklen_t el = sizeof(err);
 
+    /* the connect is in progress: no poll() to ask; registering
+     * (edge-triggered) reports writability once it ends either way */
     iowait_init(&w, fd);
-    rc = sock_wait_fd(&w, WHARF_WRITABLE);
+    rc = iowait_wait(&w, EV_WRITE);
     iowait_fini(&w);
     if (rc < 0)
         return rc;

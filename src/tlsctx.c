@@ -501,6 +501,13 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     char host[256];
 
     c = cert_for(tx, client_hello_sni(ssl, host, sizeof(host)) ? host : NULL);
+    /* the default came with the context (ctx_setup): setting it again
+     * would check the key against the certificate at every handshake */
+    if (c == &tx->tx_certs[0])
+        return SSL_CLIENT_HELLO_SUCCESS;
+    /* only the chosen one: OpenSSL keeps one per key type and would
+     * prefer an inherited ECDSA default to a chosen RSA certificate */
+    SSL_certs_clear(ssl);
     if (SSL_use_cert_and_key(ssl, c->tc_x509, c->tc_key, c->tc_chain, 1) != 1) {
         *alert = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
@@ -784,6 +791,17 @@ static void ctx_setup(struct build *b)
     SSL_CTX_set_mode(b->b_ctx, SSL_MODE_RELEASE_BUFFERS);
     versions_ciphers_setup(b);
     certs_load_all(b);
+    /* the default certificate is the context's, checked once; the
+     * ClientHello callback sets another only when SNI picks one */
+    if (!b->b_failed && b->b_tx->tx_ncerts > 0 && b->b_tx->tx_certs[0].tc_x509 &&
+        b->b_tx->tx_certs[0].tc_key) {
+        const struct tc_cert *c0 = &b->b_tx->tx_certs[0];
+
+        if (SSL_CTX_use_cert_and_key(b->b_ctx, c0->tc_x509, c0->tc_key, c0->tc_chain, 1) != 1) {
+            ERR_clear_error();  /* cert_check_usable has said why */
+            b->b_failed = true;
+        }
+    }
     SSL_CTX_set_client_hello_cb(b->b_ctx, on_client_hello, b->b_tx);
     SSL_CTX_set_tlsext_servername_callback(b->b_ctx, on_servername);
     alpn_setup(b);
