@@ -111,9 +111,10 @@ int sock_wait_fd(struct iowait *w, unsigned events)
     for (;;) {
         if (w->fd < 0)
             return WHARF_ECLOSED;
-        /* a read has just said EAGAIN: no need to ask, and the edge that
-         * wakes us says it is readable (or has failed: the read tells) */
-        if (events == WHARF_READABLE && w->rd_eagain && w->added) {
+        /* a read has just said EAGAIN: no need to ask (a registration
+         * made now reports data that came since), and the edge that wakes
+         * us says it is readable (or has failed: the read tells) */
+        if (events == WHARF_READABLE && w->rd_eagain) {
             rc = iowait_wait(w, EV_READ);
             if (w->fd < 0)
                 return WHARF_ECLOSED;
@@ -470,10 +471,10 @@ static int sock_connect_wait(int fd)
     int rc, err = 0;
     socklen_t el = sizeof(err);
 
-    /* the connect is in progress: no poll() to ask; registering
-     * (edge-triggered) reports writability once it ends either way */
+    /* poll() first: on loopback the connect has usually ended already,
+     * and then no registration with the loop is needed */
     iowait_init(&w, fd);
-    rc = iowait_wait(&w, EV_WRITE);
+    rc = sock_wait_fd(&w, WHARF_WRITABLE);
     iowait_fini(&w);
     if (rc < 0)
         return rc;

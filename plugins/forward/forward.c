@@ -30,8 +30,8 @@
  * A stream connection: connect (within connect_timeout), then two tasks
  * in a task group copy one direction each (the handler's task, host of
  * the group, and one child) through a buffer each: receive into it and
- * send from it, with no other copy; 1 KiB while messages are small, 64 KiB
- * while data streams (copy_task). The end of stream
+ * send from it, with no other copy; 1 KiB on the task's stack while
+ * messages are small, 64 KiB on the heap while data streams (copy_task). The end of stream
  * on one side becomes a write EOF (wharf_send_eof) on the other, and the
  * connection ends when both directions have ended, or at once when either
  * side fails (the group cancels the other direction) and the failure is
@@ -231,7 +231,6 @@ struct direction {
     atomic_ullong *bytes;
     bool to_client;
     char *big;                      /* FWD_BUF bytes while data streams, or NULL */
-    char small[FWD_SMALL];
 };
 
 /* Passes the end of stream on; see the top of the file for TLS. */
@@ -254,11 +253,12 @@ static int pass_eof(struct direction *d)
 static int copy_task(void *arg)
 {
     struct direction *d = arg;
+    char small[FWD_SMALL];          /* on the stack: in a page it holds anyway */
     ssize_t n;
     int rc;
 
     for (;;) {
-        char *buf = d->big ? d->big : d->small;
+        char *buf = d->big ? d->big : small;
         size_t cap = d->big ? FWD_BUF : FWD_SMALL;
 
         if ((n = wharf_receive(d->from, buf, cap)) <= 0)
@@ -284,33 +284,20 @@ static int copy_task(void *arg)
  * child). */
 static int pipe_both(struct fwd *f, struct wharf_stream *client, struct wharf_stream *target)
 {
-    struct direction *up = malloc(2 * sizeof(*up)), *down = up + 1;
     struct wharf_group *g;
+    struct direction up, down;
     int rc;
 
-    if (!up)
+    if (!(g = wharf_group_open()))
         return -ENOMEM;
-    if (!(g = wharf_group_open())) {
-        free(up);
-        return -ENOMEM;
-    }
-    up->from = client;
-    up->to = target;
-    up->bytes = &f->fwd_bytes_up;
-    up->to_client = false;
-    down->from = target;
-    down->to = client;
-    down->bytes = &f->fwd_bytes_down;
-    down->to_client = true;
-    up->group = down->group = g;
-    up->big = down->big = NULL;
-    rc = wharf_group_spawn(g, copy_task, down);
+    up = (struct direction){ client, target, g, &f->fwd_bytes_up, false, NULL };
+    down = (struct direction){ target, client, g, &f->fwd_bytes_down, true, NULL };
+    rc = wharf_group_spawn(g, copy_task, &down);
     if (rc == 0)
-        rc = copy_task(up);
+        rc = copy_task(&up);
     rc = wharf_group_close(g, rc);
-    free(up->big);
-    free(down->big);
-    free(up);
+    free(up.big);
+    free(down.big);
     return rc;
 }
 
