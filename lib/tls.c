@@ -291,6 +291,42 @@ static int tls_call(struct tls *t, enum tls_op op, void *buf, size_t len, size_t
 
 /* ---- the handshake ------------------------------------------------------------------ */
 
+struct hs_job {
+    struct tls *t;
+    int rc;
+};
+
+static int hs_task(void *arg)
+{
+    struct hs_job *j = arg;
+
+    j->rc = tls_call(j->t, TLS_HANDSHAKE, NULL, 0, NULL);
+    return 0;
+}
+
+/* OpenSSL's handshake is deep (a signature, a key exchange: some 20 KiB of
+ * stack), and a task's stack keeps every page it ever touched. So the
+ * handshake runs in a short-lived child task, whose stack goes back to the
+ * scheduler's cache, hot for the next handshake: the caller's task, which
+ * may live for hours with the connection, stays shallow (a page or two),
+ * and nothing need be given back when it idles. Cancelling the caller
+ * cancels the child (it runs in a group inside the caller's scopes). */
+static int tls_handshake_call(struct tls *t)
+{
+    struct hs_job j = { t, 0 };
+    struct wharf_group *g = wharf_group_open();
+    int rc;
+
+    if (!g)
+        return -ENOMEM;
+    if ((rc = wharf_group_spawn(g, hs_task, &j)) < 0) {
+        wharf_group_close(g, 0);
+        return rc;
+    }
+    rc = wharf_group_close(g, 0);
+    return j.rc < 0 ? j.rc : rc;
+}
+
 static int tls_handshake(struct tls *t)
 {
     int rc;
@@ -299,7 +335,7 @@ static int tls_handshake(struct tls *t)
         return 0;
     if (t->t_broken)
         return WHARF_EBROKEN;
-    rc = tls_call(t, TLS_HANDSHAKE, NULL, 0, NULL);
+    rc = tls_handshake_call(t);
     if (rc == WHARF_EOF)        /* close_notify before the handshake ended */
         rc = tls_break(t, "the peer closed the connection during the handshake");
     if (rc < 0)
