@@ -164,8 +164,11 @@ void stack_put(struct stack_cache *c, struct stack *st)
             c->cap = ncap;
         }
     }
-    if (c->nfree < c->cap && (size_t)(st->hi - st->lo) == c->size)
+    if (c->nfree < c->cap && (size_t)(st->hi - st->lo) == c->size) {
+        /* its task may have gone deep again since a trim: trim it anew */
+        st->trimmed = false;
         c->free[c->nfree++] = *st;
+    }
     else
         stack_unmap(st);
     st->map = NULL;

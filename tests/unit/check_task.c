@@ -6,10 +6,12 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include "testutil.h"
@@ -414,6 +416,80 @@ START_TEST(returning_with_an_open_group_is_reported)
 }
 END_TEST
 
+/* A task that went deep and then stays blocked gives the pages below its
+ * stack pointer back (the trim tick, sched.c): they are no longer resident,
+ * and the task runs on, deep again, with its canary intact. */
+static __attribute__((noinline)) void go_deep(void)
+{
+    char buf[32 * 1024];
+
+    memset(buf, 0x5a, sizeof(buf));
+    __asm__ volatile("" : : "r"(buf) : "memory");   /* keep the stores */
+}
+
+struct deep {
+    struct task *task;
+    bool went_deep_again;
+};
+
+static int deep_then_idle(void *arg)
+{
+    struct deep *d = arg;
+    int rc;
+
+    d->task = task_current();
+    go_deep();
+    rc = wharf_sleep(1.0);                  /* a few trim ticks */
+    go_deep();
+    d->went_deep_again = true;
+    return rc;
+}
+
+static size_t resident_pages(const char *lo, const char *hi)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE), n = (size_t)(hi - lo) / ps, count = 0;
+    unsigned char vec[64];
+
+    ck_assert_uint_le(n, sizeof(vec));
+    ck_assert_int_eq(mincore((void *)(uintptr_t)lo, n * ps, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        count += vec[i] & 1;
+    return count;
+}
+
+static int trim_main(void *arg)
+{
+    struct wharf_group *g = wharf_group_open();
+    struct deep d = { NULL, false };
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    const char *lo, *sp;
+
+    (void)arg;
+    TU_ASSERT_RC(wharf_group_spawn(g, deep_then_idle, &d), 0);
+    TU_ASSERT_RC(wharf_sleep(0.05), 0);
+    lo = d.task->stack.lo;
+#ifndef WHARF_CTX_UCONTEXT
+    sp = d.task->ctx.sp;
+    /* the 32 KiB it touched are resident while it has just blocked */
+    ck_assert_uint_ge(resident_pages(lo, lo + ((size_t)(sp - lo) / ps - 1) * ps), 6);
+    TU_ASSERT_RC(wharf_sleep(0.7), 0);
+    ck_assert_uint_eq(resident_pages(lo, lo + ((size_t)(sp - lo) / ps - 1) * ps), 0);
+#else
+    (void)sp;
+    (void)lo;
+    (void)ps;
+#endif
+    TU_ASSERT_RC(wharf_group_close(g, 0), 0);
+    ck_assert(d.went_deep_again);
+    return 0;
+}
+
+START_TEST(idle_stacks_are_trimmed)
+{
+    TU_ASSERT_RC(wharf_run(trim_main, NULL), 0);
+}
+END_TEST
+
 START_TEST(stack_canary_is_checked)
 {
     expect_reported_crash(corrupt_canary_task, "canary");
@@ -470,6 +546,7 @@ static Suite *suite(void)
     tcase_add_test(tc, stack_size_is_configurable);
     tcase_add_test(tc, stack_overflow_is_reported);
     tcase_add_test(tc, stack_canary_is_checked);
+    tcase_add_test(tc, idle_stacks_are_trimmed);
     tcase_add_test(tc, returning_inside_a_scope_is_reported);
     tcase_add_test(tc, returning_with_an_open_group_is_reported);
     suite_add_tcase(s, tc);
