@@ -116,6 +116,11 @@ void stack_cache_trim(struct stack_cache *c, size_t keep)
 
 static void stack_unmap(struct stack *st)
 {
+    /* ASan keeps the shadow of unmapped memory: a stack mapped at this
+     * address later (the next wharf_run in a test) would inherit the
+     * poison of frames that never returned here (a finished task's last
+     * switch) */
+    ASAN_UNPOISON_MEMORY_REGION(st->lo, (size_t)(st->hi - st->lo));
     VALGRIND_STACK_DEREGISTER(st->vg_id);
     munmap(st->map, st->maplen);
     st->map = NULL;
@@ -146,6 +151,7 @@ int stack_get(struct stack_cache *c, struct stack *st)
     }
     st->lo = (char *)st->map + guard;
     st->hi = (char *)st->map + st->maplen;
+    ASAN_UNPOISON_MEMORY_REGION(st->lo, (size_t)(st->hi - st->lo));  /* see stack_unmap */
     st->vg_id = VALGRIND_STACK_REGISTER(st->lo, st->hi);
     stack_canary_set(st);
     return 0;
