@@ -77,6 +77,8 @@ static ssize_t udp_recv_once(struct udp *u, void *buf, size_t max,
     do
         n = recvfrom(u->u_fd, buf, max, 0, from, from ? fromlen : NULL);
     while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        u->u_iow.rd_eagain = true;      /* a wait needs no poll() now */
     return n >= 0 ? n : udp_fail(errno);
 }
 
@@ -109,6 +111,14 @@ static ssize_t udp_receive_from(struct wharf_stream *s, void *buf, size_t max,
                                 struct sockaddr *from, socklen_t *fromlen)
 {
     return udp_recv_wait((struct udp *)s, buf, max, from, fromlen);
+}
+
+ssize_t udp_receive_from_nowait(struct wharf_stream *s, void *buf, size_t max,
+                                struct sockaddr *from, socklen_t *fromlen)
+{
+    if (!s || (s->ops != &udp_ops && s->ops != &udp_connected_ops))
+        return WHARF_ENOTSUP;
+    return udp_recv_once((struct udp *)s, buf, max, from, fromlen);
 }
 
 static ssize_t udp_receive(struct wharf_stream *s, void *buf, size_t max)

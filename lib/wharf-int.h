@@ -249,6 +249,10 @@ int stream_attr_copy(void *out, size_t *len, const void *val, size_t vlen);
  * stream without receive_nowait or wait gets a buffer allocated into
  * *own (NULL at first; the caller frees it), used from then on. For
  * wrappers that keep many idle streams (TLS, buffered). */
+/* receive_from without waiting on a UDP stream (WHARF_EWOULDBLOCK), for
+ * the daemon's datagram meter; WHARF_ENOTSUP for another kind. */
+ssize_t udp_receive_from_nowait(struct wharf_stream *s, void *buf, size_t max,
+                                struct sockaddr *from, socklen_t *fromlen);
 #define STREAM_SCRATCH (16 * 1024 + 512)
 ssize_t stream_receive_scratch(struct wharf_stream *s, size_t max,
                                const unsigned char **data, unsigned char **own);

@@ -113,29 +113,43 @@ static ssize_t meter_send_nowait(struct wharf_stream *s, const void *buf, size_t
 }
 
 /* A reload restarts the datagram handler with the new generation
- * (conn_datagrams) between two datagrams, never in the middle of one: a
- * handler waiting here is cancelled (swap_task), one at work finds the swap
- * at its next receive; either way no datagram it took goes unanswered. */
-static ssize_t meter_receive_from(struct wharf_stream *s, void *buf, size_t max,
-                                  struct sockaddr *from, socklen_t *fromlen)
+ * (conn_datagrams) between two datagrams, never in the middle of one: the
+ * handler waits for a datagram here without taking it, and is cancelled
+ * there by the swap (swap_task); woken, it looks for a swap before it
+ * takes the datagram, which is then the new handler's; one at work
+ * answers what it holds and finds the swap at its next receive. */
+static ssize_t meter_dgram_receive(struct meter *m, void *buf, size_t max,
+                                   struct sockaddr *from, socklen_t *fromlen)
 {
-    struct meter *m = (struct meter *)s;
     struct lworker *lw = m->m_lw;
     ssize_t n;
     int rc;
 
-    if (lw) {
+    if (!lw)
+        return wharf_receive_from(m->m_base.inner, buf, max, from, fromlen);
+    if ((rc = wharf_checkpoint()) < 0)  /* as a blocking receive has */
+        return rc;
+    for (;;) {
         if (lw->lw_swapped)
             return WHARF_ECANCELLED;
+        n = udp_receive_from_nowait(m->m_base.inner, buf, max, from, fromlen);
+        if (n == WHARF_ENOTSUP)
+            return wharf_receive_from(m->m_base.inner, buf, max, from, fromlen);
+        if (n != WHARF_EWOULDBLOCK)
+            return n;
         lw->lw_dgram_waiting = true;
-        rc = wharf_wait(s->inner, WHARF_READABLE);
+        rc = wharf_wait(m->m_base.inner, WHARF_READABLE);
         lw->lw_dgram_waiting = false;
         if (rc < 0)
             return rc;
-        if (lw->lw_swapped)
-            return WHARF_ECANCELLED;   /* the datagram is the new handler's */
     }
-    n = wharf_receive_from(s->inner, buf, max, from, fromlen);
+}
+
+static ssize_t meter_receive_from(struct wharf_stream *s, void *buf, size_t max,
+                                  struct sockaddr *from, socklen_t *fromlen)
+{
+    struct meter *m = (struct meter *)s;
+    ssize_t n = meter_dgram_receive(m, buf, max, from, fromlen);
 
     if (n >= 0) {
         ctr_add(&m->m_ctr->lc_datagrams_in, 1);

@@ -471,8 +471,8 @@ static int swap_task(void *arg)
     lw->lw_gen = c->lc_gen;
     c->lc_gen = old;                /* unreferenced by lw_call_done */
     /* a datagram handler runs on with its generation: restart it, at
-     * once if it waits for a datagram, else at its next receive (a
-     * datagram it holds is still answered: meter_receive_from) */
+     * once if it waits for a datagram (none taken), else at its next
+     * receive (one it holds is still answered: meter_receive_from) */
     if (lw->lw_lst->lst_kind == CONF_UDP && lw->lw_accept && !lw->lw_done) {
         lw->lw_swapped = true;
         if (lw->lw_dgram_waiting)
