@@ -769,6 +769,22 @@ const char *wharf_tls_error(struct wharf_stream *s)
     return t ? t->t_error : "";
 }
 
+struct wharf_stream *tls_close_notify(struct wharf_stream *s)
+{
+    struct tls *t = tls_of(s);
+
+    if (!t || !t->t_active || t->t_closed || t->t_detached)
+        return s;
+    if (t->t_done && !t->t_fatal && !(SSL_get_shutdown(t->t_ssl) & SSL_SENT_SHUTDOWN)) {
+        tls_goodbye(t);
+        /* the standard's goodbye read the peer's bytes until its
+         * close_notify, its end or the bound: drained already */
+        if (t->t_flags & WHARF_TLS_STANDARD)
+            return NULL;
+    }
+    return t->t_base.inner;
+}
+
 bool tls_ragged_seen(struct wharf_stream *s)
 {
     struct tls *t = tls_of(s);

@@ -323,6 +323,15 @@ struct evbuffer *buffered_evbuffer(struct wharf_stream *s);
 /* Whether the TLS stream under s saw its transport end without
  * close_notify (a ragged EOF), for the daemon's counters. */
 bool tls_ragged_seen(struct wharf_stream *s);
+/* For a lingering close: when a started TLS stream is under s, says
+ * goodbye (close_notify, as its close would, in the same bounds) without
+ * closing the transport, and returns the transport, where the caller can
+ * end its writing and drain the peer's last bytes before the close (a close
+ * with unread input resets the connection and can destroy the end of the
+ * reply). NULL when that goodbye was the standard's, which reads the
+ * peer's bytes until its close_notify (nothing is left to drain).
+ * Otherwise s itself. The TLS stream's close then only closes. */
+struct wharf_stream *tls_close_notify(struct wharf_stream *s);
 
 /* error.c */
 

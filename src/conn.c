@@ -282,7 +282,9 @@ static const char *conn_peer(const struct conn *c, char *buf, size_t size)
 
 /* Write EOF, then drop what the peer still sends, until its EOF or for a
  * moment: closing with unread input would reset the connection, and the
- * peer could lose the end of the reply. */
+ * peer could lose the end of the reply. Over TLS (no half-close): the
+ * close_notify first, then the same on the socket under it, whose bytes
+ * (what TLS would decrypt) nobody reads any more. */
 static void conn_linger(struct wharf_stream *s)
 {
     struct wharf_scope sc;
@@ -290,7 +292,8 @@ static void conn_linger(struct wharf_stream *s)
     char buf[4096];
     ssize_t n;
 
-    if (wharf_send_eof(s) < 0 || wharf_move_on_after(&sc, LINGER_TIME) < 0)
+    if (!(s = tls_close_notify(s)) || wharf_send_eof(s) < 0 ||
+        wharf_move_on_after(&sc, LINGER_TIME) < 0)
         return;
     while (total < LINGER_BYTES && (n = wharf_receive(s, buf, sizeof(buf))) > 0)
         total += (size_t)n;

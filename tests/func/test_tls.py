@@ -11,6 +11,7 @@ Certificates are made by the openssl CLI at test time (wharftest.certs()).
 The log is rate limited to one line per second per listener: each test
 expects at most one logged failure per listener."""
 
+import os
 import re
 import socket
 import ssl
@@ -346,6 +347,34 @@ class RaggedEof(TlsCase):
         time.sleep(0.5)     # the log line, if any, comes after the close
         self.assertNotRegex(self.d.log(), r'listener "tolerant": connection from',
                             "an error was logged for a tolerated ragged EOF")
+
+    def test_unread_input_does_not_cut_the_reply(self):
+        # bytes the handler never reads, and a reply still queued when it
+        # returns: closing then would reset the connection and destroy the
+        # end of the reply; wharfd says goodbye and drains first, in both
+        # modes (a client that reads slowly: a 4 KiB receive buffer)
+        big = os.urandom(2 * 1024 * 1024)
+        with open(os.path.join(self.tmp, "big"), "wb") as f:
+            f.write(big)
+        self.d = self.start([listener(name, "tcp", {"plugin": "file", "path": "big"},
+                                      tls=tls(self.p["ec"], ragged_eof=ragged))
+                             for name, ragged in (("tolerant", True), ("strict", False))])
+        for name in ("tolerant", "strict"):
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # before connect
+            self.client(raw)
+            raw.connect(self.d.addr(name))
+            s = wt.tls_client_context(self.p["ca"]).wrap_socket(
+                raw, server_hostname="ec.example.test", suppress_ragged_eofs=False)
+            self.client(s)
+            s.sendall(b"bytes the file handler never reads\n" * 100)
+            time.sleep(0.3)         # the handler has written all it could and returned
+            try:
+                data = wt.recv_all(s, timeout=20.0)
+            except (ssl.SSLError, OSError) as e:
+                self.fail("%s: the reply was cut off: %r" % (name, e))
+            self.assertEqual(len(data), len(big), name)
+            self.assertTrue(data == big, "%s: the reply differs" % name)
 
     def test_clean_close_is_no_error(self):
         # the control: the same exchange ended with close_notify logs nothing
