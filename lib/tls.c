@@ -775,13 +775,12 @@ struct wharf_stream *tls_close_notify(struct wharf_stream *s)
 
     if (!t || !t->t_active || t->t_closed || t->t_detached)
         return s;
-    if (t->t_done && !t->t_fatal && !(SSL_get_shutdown(t->t_ssl) & SSL_SENT_SHUTDOWN)) {
+    /* the standard's goodbye, at its close, reads the peer's bytes until
+     * its close_notify, its end or the bound: that drains already */
+    if (t->t_flags & WHARF_TLS_STANDARD)
+        return NULL;
+    if (t->t_done && !t->t_fatal && !(SSL_get_shutdown(t->t_ssl) & SSL_SENT_SHUTDOWN))
         tls_goodbye(t);
-        /* the standard's goodbye read the peer's bytes until its
-         * close_notify, its end or the bound: drained already */
-        if (t->t_flags & WHARF_TLS_STANDARD)
-            return NULL;
-    }
     return t->t_base.inner;
 }
 

@@ -328,8 +328,8 @@ bool tls_ragged_seen(struct wharf_stream *s);
  * closing the transport, and returns the transport, where the caller can
  * end its writing and drain the peer's last bytes before the close (a close
  * with unread input resets the connection and can destroy the end of the
- * reply). NULL when that goodbye was the standard's, which reads the
- * peer's bytes until its close_notify (nothing is left to drain).
+ * reply). NULL for a standard-mode stream: its close says goodbye and
+ * reads the peer's bytes until its close_notify (that drains already).
  * Otherwise s itself. The TLS stream's close then only closes. */
 struct wharf_stream *tls_close_notify(struct wharf_stream *s);
 
