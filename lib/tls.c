@@ -1,7 +1,8 @@
 /*
  * tls.c: TLS over any byte stream (AnyIO's TLSStream). OpenSSL runs the
- * protocol over two memory BIOs; this file moves ciphertext between them
- * and the inner stream with the inner stream's own receive and send, so a
+ * protocol over a BIO of queues (tlsbio.c: DESIGN.md's two memory BIOs,
+ * without their idle buffers and copies); this file moves ciphertext
+ * between them and the inner stream with its own receive and send, so a
  * TLS stream suspends its task like any other stream, wraps sockets and
  * memory connections alike, and can start on a stream that carried
  * plaintext (STARTTLS) or give the stream back (unwrap).
@@ -48,7 +49,7 @@ TAILQ_HEAD(tls_waitq, tls_waiter);
 struct tls {
     struct wharf_stream t_base;     /* first; inner = the transport */
     SSL *t_ssl;
-    BIO *t_rbio, *t_wbio;           /* ciphertext in, out (owned by t_ssl) */
+    struct tlsbio t_io;             /* ciphertext in, out (its BIO: t_ssl's) */
     unsigned t_flags;
     bool t_active;                  /* TLS on (a deferred stream: after start) */
     bool t_done;                    /* handshake finished */
@@ -130,32 +131,25 @@ static int tls_break(struct tls *t, const char *why)
 /* Sends what OpenSSL wrote, in order, one writer at a time. */
 static int tls_flush(struct tls *t)
 {
-    unsigned char *out;
-    int rc, n;
+    const unsigned char *data;
+    size_t len;
+    void *block;
+    int rc;
 
-    while (BIO_ctrl_pending(t->t_wbio) > 0) {
+    while (tlsbio_out_pending(&t->t_io) > 0) {
         if (t->t_writing) {
             if ((rc = tls_wait(&t->t_write_q)) < 0)
                 return rc;
             continue;
         }
-        /* the send may suspend (and another task append to the BIO):
-         * the bytes leave from a buffer of their own, which lives only
-         * as long as the send, so that an idle stream holds none */
-        n = (int)BIO_ctrl_pending(t->t_wbio);
-        if (n > TLS_OUT_BATCH)
-            n = TLS_OUT_BATCH;
-        if (!(out = malloc((size_t)n)))
-            return -ENOMEM;
-        n = BIO_read(t->t_wbio, out, n);
-        if (n <= 0) {
-            free(out);
-            break;
-        }
+        /* the send may suspend (and another task add records): the bytes
+         * leave from the buffer they are in, taken from the queue, which
+         * starts a new one; an idle stream holds none */
+        block = tlsbio_take(&t->t_io, &data, &len);
         t->t_writing = true;
-        rc = wharf_send(t->t_base.inner, out, (size_t)n);
+        rc = wharf_send(t->t_base.inner, data, len);
         t->t_writing = false;
-        free(out);
+        free(block);
         tls_wake_all(&t->t_write_q);
         if (rc < 0) {
             /* part of a record may have gone: nothing after it can be sent */
@@ -189,16 +183,17 @@ static int tls_feed(struct tls *t)
     t->t_reading = false;
     tls_wake_all(&t->t_read_q);
     if (n > 0) {
-        BIO_write(t->t_rbio, data, (int)n);
+        /* read where they are by the SSL call that follows (tls_do) */
+        tlsbio_lend(&t->t_io, data, (size_t)n);
         return 0;
     }
     if (n == WHARF_EOF) {
-        if (t->t_done && !SSL_has_pending(t->t_ssl) && BIO_ctrl_pending(t->t_rbio) == 0) {
+        if (t->t_done && !SSL_has_pending(t->t_ssl) && tlsbio_in_pending(&t->t_io) == 0) {
             t->t_ragged = true;
             return TLS_FEED_EOF;
         }
         /* in a record or the handshake: OpenSSL says what it is */
-        BIO_set_mem_eof_return(t->t_rbio, 0);
+        t->t_io.io_in_eof = true;
         return 0;
     }
     if (n == WHARF_ECANCELLED || n == WHARF_ECLOSED)
@@ -252,9 +247,13 @@ static int tls_call_more(struct tls *t, enum tls_op op, void *buf, size_t len, s
         r = tls_do(t, op, buf, len, done);
         err = r > 0 || (op == TLS_SHUTDOWN && r == 0) ? SSL_ERROR_NONE
                                                        : SSL_get_error(t->t_ssl, r);
+        /* the input it left unread (lent by tls_feed) is kept before
+         * anything can suspend */
+        if (tlsbio_keep(&t->t_io) < 0)
+            return tls_break(t, "out of memory");
         /* whatever OpenSSL produced (data, a ticket, an alert) goes out;
          * a write with more to come keeps up to TLS_OUT_BATCH for later */
-        if (more && err == SSL_ERROR_NONE && BIO_ctrl_pending(t->t_wbio) < TLS_OUT_BATCH)
+        if (more && err == SSL_ERROR_NONE && tlsbio_out_pending(&t->t_io) < TLS_OUT_BATCH)
             rc = 0;
         else
             rc = tls_flush(t);
@@ -371,12 +370,12 @@ static ssize_t tls_receive(struct wharf_stream *s, void *buf, size_t max)
      * would hold one. With nothing buffered, wait for ciphertext first;
      * SSL_MODE_RELEASE_BUFFERS gives the buffer back once the record is
      * read. */
-    while (!SSL_has_pending(t->t_ssl) && BIO_ctrl_pending(t->t_rbio) == 0 && !t->t_ragged) {
+    while (!SSL_has_pending(t->t_ssl) && tlsbio_in_pending(&t->t_io) == 0 && !t->t_ragged) {
         if ((rc = tls_feed(t)) < 0)
             return rc;
         if (rc == TLS_FEED_EOF)
             break;              /* SSL_read below sees the end as before */
-        if (BIO_ctrl_pending(t->t_rbio) == 0 && !t->t_reading)
+        if (tlsbio_in_pending(&t->t_io) == 0 && !t->t_reading)
             break;              /* an end inside a record: OpenSSL decides */
     }
     rc = tls_call(t, TLS_READ, buf, max > INT_MAX ? INT_MAX : max, &got);
@@ -427,7 +426,7 @@ static int tls_wait_op(struct wharf_stream *s, unsigned events)
     if (t->t_closed)
         return WHARF_ECLOSED;
     if (t->t_active && (events & WHARF_READABLE) &&
-        (SSL_pending(t->t_ssl) > 0 || BIO_ctrl_pending(t->t_rbio) > 0))
+        (SSL_pending(t->t_ssl) > 0 || tlsbio_in_pending(&t->t_io) > 0))
         return 0;
     return wharf_wait(s->inner, events);
 }
@@ -550,12 +549,13 @@ static void tls_goodbye(struct tls *t)
 
     if (!wharf_in_task()) {                 /* no I/O can wait: send what fits */
         SSL_shutdown(t->t_ssl);
-        while (BIO_ctrl_pending(t->t_wbio) > 0 && !t->t_writing) {
-            char b[512];
-            int n = BIO_read(t->t_wbio, b, sizeof(b));
+        if (tlsbio_out_pending(&t->t_io) > 0 && !t->t_writing) {
+            const unsigned char *data;
+            size_t len;
+            void *block = tlsbio_take(&t->t_io, &data, &len);
 
-            if (n <= 0 || wharf_send_nowait(t->t_base.inner, b, (size_t)n) != n)
-                break;
+            wharf_send_nowait(t->t_base.inner, data, len);
+            free(block);
         }
         return;
     }
@@ -597,6 +597,7 @@ static void tls_free(struct wharf_stream *s)
     struct tls *t = (struct tls *)s;
 
     SSL_free(t->t_ssl);
+    tlsbio_clear(&t->t_io);
     if (!t->t_detached)
         wharf_free(s->inner);
     free(t->t_ibuf);
@@ -639,17 +640,13 @@ static int tls_set_hostname(SSL *ssl, const char *hostname)
 
 static int tls_setup(struct tls *t, SSL_CTX *ctx, const char *hostname)
 {
+    BIO *b;
+
     if (!(t->t_ssl = SSL_new(ctx)))
         return -ENOMEM;
-    t->t_rbio = BIO_new(BIO_s_mem());
-    t->t_wbio = BIO_new(BIO_s_mem());
-    if (!t->t_rbio || !t->t_wbio) {
-        BIO_free(t->t_rbio);
-        BIO_free(t->t_wbio);
+    if (!(b = tlsbio_new(&t->t_io, TLS_OUT_BATCH + TLS_IO_BUF)))
         return -ENOMEM;
-    }
-    BIO_set_mem_eof_return(t->t_rbio, -1);      /* empty: "want more", not EOF */
-    SSL_set_bio(t->t_ssl, t->t_rbio, t->t_wbio);
+    SSL_set_bio(t->t_ssl, b, b);                /* one reference, for both */
     if (t->t_flags & WHARF_TLS_SERVER) {
         SSL_set_accept_state(t->t_ssl);
         return 0;
@@ -725,7 +722,8 @@ int wharf_start_tls(struct wharf_stream *s)
         if ((held = buffered_evbuffer(x)))
             break;
     while (held && (n = evbuffer_remove(held, chunk, sizeof(chunk))) > 0)
-        BIO_write(t->t_rbio, chunk, n);
+        if (tlsbio_put_in(&t->t_io, chunk, (size_t)n) < 0)
+            return -ENOMEM;
     t->t_active = true;
     return t->t_closed ? WHARF_ECLOSED : tls_handshake(t);
 }
@@ -746,12 +744,12 @@ int wharf_tls_unwrap(struct wharf_stream *s, struct wharf_stream **inner,
     while (rc == 0);
     if (rc < 0 && rc != WHARF_EOF)
         return rc;
-    n = BIO_ctrl_pending(t->t_rbio);
+    n = tlsbio_in_pending(&t->t_io);
     *leftover = NULL;
     if (n > 0) {
         if (!(*leftover = malloc(n)))
             return -ENOMEM;
-        BIO_read(t->t_rbio, *leftover, (int)n);
+        tlsbio_get_in(&t->t_io, *leftover, n);
     }
     *len = n;
     *inner = s->inner;

@@ -333,6 +333,35 @@ bool tls_ragged_seen(struct wharf_stream *s);
  * Otherwise s itself. The TLS stream's close then only closes. */
 struct wharf_stream *tls_close_notify(struct wharf_stream *s);
 
+/* tlsbio.c: ciphertext queues between OpenSSL and the transport, one BIO
+ * for both directions. A queue holds a buffer only while it holds bytes. */
+struct tls_queue {
+    unsigned char *q_buf;           /* owned bytes at q_buf + q_off */
+    size_t q_off, q_len, q_cap;
+    const unsigned char *q_lent;    /* borrowed bytes, after the owned ones */
+    size_t q_lent_len;
+    size_t q_big, q_big_from;       /* a first write of q_big_from gets q_big */
+};
+struct tlsbio {
+    struct tls_queue io_in, io_out;
+    bool io_in_eof;                 /* the transport ended: reads return 0 */
+};
+/* A BIO over io (for SSL_set_bio(ssl, b, b)); out_big: the buffer a first
+ * large write of output starts (sends batch up to about that much). */
+struct bio_st *tlsbio_new(struct tlsbio *io, size_t out_big);
+void tlsbio_clear(struct tlsbio *io);
+/* Input: lend n bytes at p to the next SSL call (no copy); after it, and
+ * before anything can suspend, tlsbio_keep copies what it left unread. */
+void tlsbio_lend(struct tlsbio *io, const void *p, size_t n);
+int tlsbio_keep(struct tlsbio *io);
+int tlsbio_put_in(struct tlsbio *io, const void *p, size_t n);
+size_t tlsbio_get_in(struct tlsbio *io, void *out, size_t max);
+size_t tlsbio_in_pending(const struct tlsbio *io);
+size_t tlsbio_out_pending(const struct tlsbio *io);
+/* Output: takes every pending byte (*data, *len) with the buffer holding
+ * them (returned, for free()); OpenSSL's next writes start a new one. */
+void *tlsbio_take(struct tlsbio *io, const unsigned char **data, size_t *len);
+
 /* error.c */
 
 #endif /* WHARF_INT_H */
