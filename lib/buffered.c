@@ -106,6 +106,18 @@ static int buffered_wait(struct wharf_stream *s, unsigned events)
     return wharf_wait(s->inner, events);
 }
 
+/* 1 (receive again) when bytes are buffered; otherwise the inner stream's. */
+static int buffered_notify_readable(struct wharf_stream *s, void (*fn)(void *arg), void *arg)
+{
+    struct buffered *b = buffered_of(s);
+
+    if (fn && b->bs_closed)
+        return WHARF_ECLOSED;
+    if (fn && evbuffer_get_length(b->bs_buf) > 0)
+        return 1;
+    return wharf_notify_readable(s->inner, fn, arg);
+}
+
 /* Nothing of its own: -ENOENT sends the lookup on to the inner stream. */
 static int buffered_getattr(struct wharf_stream *s, int attr, void *out, size_t *len)
 {
@@ -146,6 +158,7 @@ static const struct wharf_stream_ops buffered_ops = {
     .getattr = buffered_getattr,
     .close = buffered_close,
     .free = buffered_free,
+    .notify_readable = buffered_notify_readable,
 };
 
 struct wharf_stream *wharf_buffered_new(struct wharf_stream *inner)

@@ -25,12 +25,34 @@ static void iowait_cb(evutil_socket_t fd, short what, void *arg)
         task_wake(w->rd);
     if ((what & EV_WRITE) && w->wr)
         task_wake(w->wr);
+    if ((what & EV_READ) && w->rd_fn) {
+        void (*fn)(void *) = w->rd_fn;
+
+        w->rd_fn = NULL;        /* once; fn may arm it again, or free w */
+        fn(w->rd_arg);
+    }
 }
 
 void iowait_init(struct iowait *w, int fd)
 {
     memset(w, 0, sizeof(*w));
     w->fd = fd;
+}
+
+/* Registers fd with s's loop on first use. */
+static int iowait_add(struct iowait *w, struct sched *s)
+{
+    if (!w->added) {
+        w->sched = s;
+        if (event_assign(&w->ev, w->sched->base, w->fd,
+                         EV_READ | EV_WRITE | EV_ET | EV_PERSIST, iowait_cb, w) != 0 ||
+            event_add(&w->ev, NULL) != 0)
+            return -ENOMEM;
+        w->added = true;
+    } else if (w->sched != s) {
+        return WHARF_EINVAL;    /* a descriptor belongs to one worker */
+    }
+    return 0;
 }
 
 int iowait_wait(struct iowait *w, short what)
@@ -41,17 +63,9 @@ int iowait_wait(struct iowait *w, short what)
 
     if (!t || w->fd < 0 || !(rd || wr))
         return WHARF_EINVAL;
-    if (!w->added) {
-        w->sched = t->sched;
-        if (event_assign(&w->ev, w->sched->base, w->fd,
-                         EV_READ | EV_WRITE | EV_ET | EV_PERSIST, iowait_cb, w) != 0 ||
-            event_add(&w->ev, NULL) != 0)
-            return -ENOMEM;
-        w->added = true;
-    } else if (w->sched != t->sched) {
-        return WHARF_EINVAL;    /* a descriptor belongs to one worker */
-    }
-    if ((rd && w->rd) || (wr && w->wr))
+    if ((rc = iowait_add(w, t->sched)) < 0)
+        return rc;
+    if ((rd && (w->rd || w->rd_fn)) || (wr && w->wr))
         return WHARF_EBUSY;
     /* waiting for both: an edge in either direction wakes the task */
     if (rd)
@@ -66,8 +80,31 @@ int iowait_wait(struct iowait *w, short what)
     return rc;
 }
 
+int iowait_notify(struct iowait *w, void (*fn)(void *arg), void *arg)
+{
+    struct sched *s = sched_current();
+    int rc;
+
+    if (!fn) {
+        w->rd_fn = NULL;
+        return 0;
+    }
+    if (!s || w->fd < 0)
+        return WHARF_EINVAL;
+    if (w->rd || w->rd_fn)
+        return WHARF_EBUSY;
+    if (!w->rd_eagain)
+        return 1;               /* no EAGAIN since the last edge: read first */
+    if ((rc = iowait_add(w, s)) < 0)
+        return rc;
+    w->rd_fn = fn;
+    w->rd_arg = arg;
+    return 0;
+}
+
 void iowait_fini(struct iowait *w)
 {
+    w->rd_fn = NULL;
     if (w->added) {
         event_del(&w->ev);
         w->added = false;

@@ -319,6 +319,15 @@ static ssize_t sock_send_nowait(struct wharf_stream *s, const void *buf, size_t 
     return n >= 0 ? n : sock_fail(k, errno);
 }
 
+static int sock_notify_readable(struct wharf_stream *s, void (*fn)(void *arg), void *arg)
+{
+    struct sock *k = (struct sock *)s;
+
+    if (k->sk_closed)
+        return fn ? WHARF_ECLOSED : 0;
+    return iowait_notify(&k->sk_iow, fn, arg);
+}
+
 static int sock_send(struct wharf_stream *s, const void *buf, size_t len)
 {
     struct sock *k = (struct sock *)s;
@@ -722,6 +731,7 @@ int wharf_socket_listener_from_fd(int fd, struct wharf_stream **out)
         .getattr = sock_getattr,                                    \
         .close = sock_close,                                        \
         .free = sock_free,                                          \
+        .notify_readable = sock_notify_readable,                    \
     }
 
 #define SOCK_LISTENER_OPS(kindname)                                 \

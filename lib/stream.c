@@ -111,6 +111,17 @@ int wharf_wait(struct wharf_stream *s, unsigned events)
     return op(s, events);
 }
 
+int wharf_notify_readable(struct wharf_stream *s, void (*fn)(void *arg), void *arg)
+{
+    int (*op)(struct wharf_stream *, void (*)(void *), void *);
+
+    if (!s)
+        return WHARF_EINVAL;
+    if (!(op = STREAM_OP(s, notify_readable)))
+        return fn ? WHARF_ENOTSUP : 0;
+    return op(s, fn, arg);
+}
+
 int wharf_send_eof(struct wharf_stream *s)
 {
     int (*op)(struct wharf_stream *);

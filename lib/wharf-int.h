@@ -206,6 +206,8 @@ void sched_deadline_del(struct sched *s, struct scope *sc);
 struct iowait {
     struct event ev;
     struct task *rd, *wr;
+    void (*rd_fn)(void *arg);   /* or a call at the next read edge (iowait_notify) */
+    void *rd_arg;
     struct sched *sched;
     int fd;
     bool added;
@@ -216,7 +218,13 @@ void iowait_init(struct iowait *w, int fd);
  * flags). Returns 0 (or spuriously 0: retry the I/O), WHARF_ECANCELLED,
  * WHARF_EBUSY (another task waits for that direction), WHARF_EINVAL. */
 int iowait_wait(struct iowait *w, short what);
-/* Unregisters and wakes the waiters (they must then see the stream closed). */
+/* Instead of a task waiting: fn(arg) is called from the loop at the next
+ * read edge, once (wharf_notify_readable). Returns 0; 1 when a read edge
+ * came since the last EAGAIN (read again: nothing is armed); WHARF_EBUSY
+ * (a task or a call waits for reading already); -ENOMEM. fn NULL withdraws. */
+int iowait_notify(struct iowait *w, void (*fn)(void *arg), void *arg);
+/* Unregisters and wakes the waiters (they must then see the stream closed);
+ * a call armed by iowait_notify is dropped, not made. */
 void iowait_fini(struct iowait *w);
 
 /* group.c: task groups */

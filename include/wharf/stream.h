@@ -80,6 +80,8 @@ struct wharf_stream_ops {
     int (*getattr)(struct wharf_stream *s, int attr, void *out, size_t *len);
     int (*close)(struct wharf_stream *s);   /* idempotent; handle stays valid */
     void (*free)(struct wharf_stream *s);   /* after close: release the handle */
+    /* API 1.3: wharf_notify_readable (absent from a smaller size: ENOTSUP) */
+    int (*notify_readable)(struct wharf_stream *s, void (*fn)(void *arg), void *arg);
 };
 
 /* The head of every stream object; an implementation embeds it first. */
@@ -120,6 +122,18 @@ ssize_t wharf_send_nowait(struct wharf_stream *s, const void *buf, size_t len);
 /* Suspends until the stream is readable and/or writable (events). Returns 0,
  * WHARF_ECLOSED, WHARF_ECANCELLED, WHARF_ENOTSUP. */
 int wharf_wait(struct wharf_stream *s, unsigned events);
+
+/* Instead of a task that only waits to read (API 1.3): fn(arg) is called
+ * once, from the worker's loop, outside any task (it may spawn a task into
+ * a group, not suspend), when s may have become readable; the task that
+ * would have waited can end, and give its stack back. Arm it only after
+ * wharf_receive_nowait returned WHARF_EWOULDBLOCK, with no suspension
+ * between. Returns 0 (armed); 1 (s may be readable already: receive again,
+ * nothing is armed); WHARF_EBUSY (a task or a call waits to read s);
+ * WHARF_ENOTSUP (s cannot: wait in a task). fn NULL withdraws what is
+ * armed; closing s withdraws it too, without the call. Sockets can;
+ * buffered streams pass it to theirs. */
+int wharf_notify_readable(struct wharf_stream *s, void (*fn)(void *arg), void *arg);
 
 /* Closes the sending direction (TCP: shutdown(SHUT_WR)); the stream can
  * still receive. Returns 0, WHARF_ECLOSED, WHARF_ENOTSUP (not supported by

@@ -916,6 +916,91 @@ static int t_nowait_core(void *arg)
 START_TEST(nowait_core) { RUN_KIND(t_nowait_core); }
 END_TEST
 
+/* wharf_notify_readable: a call instead of a waiting task, once, at the
+ * next read edge after EAGAIN; withdrawn by NULL and by a close; 1 when an
+ * edge came already; one waiter at a time. */
+static void notified(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* Lets the loop run until *calls reaches n, or for about a second. */
+static void loop_until(const int *calls, int n)
+{
+    for (int i = 0; i < 100 && *calls < n; i++)
+        TU_ASSERT_RC(wharf_sleep(0.01), 0);
+}
+
+static int t_notify_readable(void *arg)
+{
+    struct peer p;
+    struct wharf_stream *s, *a, *b;
+    int calls = 0;
+    char c;
+
+    peer_listen(&p, *(int *)arg);
+    s = peer_connect(&p);
+    peer_fd = peer_accept(&p);
+    /* armed after EAGAIN: one call when a byte comes, and the byte is there */
+    TU_ASSERT_RC(wharf_receive_nowait(s, &c, 1), WHARF_EWOULDBLOCK);
+    TU_ASSERT_RC(wharf_notify_readable(s, notified, &calls), 0);
+    TU_ASSERT_RC(wharf_notify_readable(s, notified, &calls), WHARF_EBUSY);
+    TU_ASSERT_RC(wharf_wait(s, WHARF_READABLE), WHARF_EBUSY);
+    ck_assert_int_eq(calls, 0);
+    ck_assert_int_eq(send(peer_fd, "a", 1, 0), 1);
+    loop_until(&calls, 1);
+    ck_assert_int_eq(calls, 1);
+    TU_ASSERT_RC(wharf_receive_nowait(s, &c, 1), 1);
+    ck_assert_int_eq(c, 'a');
+    /* once: the next byte calls nobody */
+    TU_ASSERT_RC(wharf_receive_nowait(s, &c, 1), WHARF_EWOULDBLOCK);
+    ck_assert_int_eq(send(peer_fd, "b", 1, 0), 1);
+    TU_ASSERT_RC(wharf_sleep(0.05), 0);
+    ck_assert_int_eq(calls, 1);
+    /* an edge since the EAGAIN: 1, read again; nothing is armed */
+    TU_ASSERT_RC(wharf_notify_readable(s, notified, &calls), 1);
+    TU_ASSERT_RC(wharf_receive_nowait(s, &c, 1), 1);
+    ck_assert_int_eq(c, 'b');
+    /* withdrawn: no call */
+    TU_ASSERT_RC(wharf_receive_nowait(s, &c, 1), WHARF_EWOULDBLOCK);
+    TU_ASSERT_RC(wharf_notify_readable(s, notified, &calls), 0);
+    TU_ASSERT_RC(wharf_notify_readable(s, NULL, NULL), 0);
+    ck_assert_int_eq(send(peer_fd, "c", 1, 0), 1);
+    TU_ASSERT_RC(wharf_sleep(0.05), 0);
+    ck_assert_int_eq(calls, 1);
+    /* the peer's end is an edge too */
+    TU_ASSERT_RC(wharf_receive_nowait(s, &c, 1), 1);
+    TU_ASSERT_RC(wharf_receive_nowait(s, &c, 1), WHARF_EWOULDBLOCK);
+    TU_ASSERT_RC(wharf_notify_readable(s, notified, &calls), 0);
+    shutdown(peer_fd, SHUT_WR);
+    loop_until(&calls, 2);
+    ck_assert_int_eq(calls, 2);
+    TU_ASSERT_RC(wharf_receive_nowait(s, &c, 1), WHARF_EOF);
+    wharf_free(s);
+    close(peer_fd);
+    /* a close withdraws it: no call after the stream is gone */
+    s = peer_connect(&p);
+    peer_fd = peer_accept(&p);
+    TU_ASSERT_RC(wharf_receive_nowait(s, &c, 1), WHARF_EWOULDBLOCK);
+    TU_ASSERT_RC(wharf_notify_readable(s, notified, &calls), 0);
+    wharf_free(s);
+    (void)!send(peer_fd, "d", 1, MSG_NOSIGNAL);     /* UNIX: EPIPE, the socket is gone */
+    TU_ASSERT_RC(wharf_sleep(0.05), 0);
+    ck_assert_int_eq(calls, 2);
+    close(peer_fd);
+    peer_close(&p);
+    /* a stream that cannot: a memory stream */
+    TU_ASSERT_RC(wharf_memstream_pair(0, &a, &b), 0);
+    TU_ASSERT_RC(wharf_notify_readable(a, notified, &calls), WHARF_ENOTSUP);
+    TU_ASSERT_RC(wharf_notify_readable(a, NULL, NULL), 0);
+    TU_ASSERT_RC(wharf_notify_readable(NULL, notified, &calls), WHARF_EINVAL);
+    wharf_free(a);
+    wharf_free(b);
+    return 0;
+}
+START_TEST(notify_readable) { RUN_KIND(t_notify_readable); }
+END_TEST
+
 static int t_cancelled_connect(void *arg)
 {
     struct peer p;
@@ -1780,6 +1865,7 @@ static void add_stream_cases(TCase *tc, int from, int to)
     tcase_add_loop_test(tc, send_after_peer_closed, from, to);
     tcase_add_loop_test(tc, receive_after_peer_reset, from, to);
     tcase_add_loop_test(tc, nowait_core, from, to);
+    tcase_add_loop_test(tc, notify_readable, from, to);
     tcase_add_loop_test(tc, cancelled_connect, from, to);
     tcase_add_loop_test(tc, stream_from_fd, from, to);
 }
