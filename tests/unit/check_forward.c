@@ -31,6 +31,7 @@
 
 #include "testutil.h"
 #include "tlsutil.h"
+#include "wharf-int.h"          /* the scheduler's count of live tasks */
 
 #define MIB (1024 * 1024)
 
@@ -620,6 +621,91 @@ static int t_both_ways(void *arg)
     return 0;
 }
 START_TEST(both_ways) { TU_RUN(t_both_ways, NULL); }
+END_TEST
+
+/* ---- an idle connection keeps one task ------------------------------------------- */
+
+/* A target that answers "ping" with "pong" and "go" with "later", then
+ * says "bye" after the client's end, and ends too. */
+static int chatty_backend(void *arg)
+{
+    struct backend *b = arg;
+    struct wharf_stream *s;
+    char buf[16];
+
+    TU_ASSERT_RC(wharf_accept(b->listener, &s), 0);
+    b->served = true;
+    ck_assert_ptr_nonnull(s = wharf_buffered_new(s));
+    TU_ASSERT_RC(wharf_receive_exactly(s, buf, 4), 4);
+    ck_assert_int_eq(memcmp(buf, "ping", 4), 0);
+    TU_ASSERT_RC(wharf_send(s, "pong", 4), 0);
+    TU_ASSERT_RC(wharf_receive_exactly(s, buf, 2), 2);
+    ck_assert_int_eq(memcmp(buf, "go", 2), 0);
+    TU_ASSERT_RC(wharf_send(s, "later", 5), 0);
+    TU_ASSERT_RC(wharf_receive(s, buf, sizeof(buf)), WHARF_EOF);
+    TU_ASSERT_RC(wharf_send(s, "bye", 3), 0);
+    wharf_free(s);
+    return 0;
+}
+
+static void expect(struct wharf_stream *s, const char *want)
+{
+    char buf[16];
+    size_t n = strlen(want);
+
+    TU_ASSERT_RC(wharf_receive_exactly(s, buf, n), (ssize_t)n);
+    ck_assert_msg(memcmp(buf, want, n) == 0, "got \"%.*s\", want \"%s\"", (int)n, buf, want);
+}
+
+/* Between the target's answers the target-to-client direction has no task
+ * (down_task ends; wharf_notify_readable starts the next): an idle
+ * connection holds the handler's task only, and every byte still flows,
+ * the target's after the client's end too. */
+static int t_idle_one_task(void *arg)
+{
+    struct backend b = { 0 };
+    struct conn c = { 0 };
+    struct wharf_group *tg = wharf_group_open();
+    struct wharf_stream *client_a, *client_b;
+    size_t before, idle;
+    char *rest = NULL;
+    size_t rest_len = 0;
+
+    (void)arg;
+    backend_listen(&b);
+    c.instance = init_ok(options_for(&b, NULL));
+    TU_ASSERT_RC(wharf_memstream_pair(0, &client_a, &client_b), 0);
+    ck_assert_ptr_nonnull(c.client = wharf_buffered_new(client_a));
+    ck_assert_ptr_nonnull(c.server = wharf_buffered_new(client_b));
+    TU_ASSERT_RC(wharf_group_spawn(tg, chatty_backend, &b), 0);
+    TU_ASSERT_RC(wharf_wait_all_tasks_blocked(), 0);
+    before = sched_current()->ntasks;       /* this test's, the backend's */
+    TU_ASSERT_RC(wharf_group_spawn(tg, serve_task, &c), 0);
+    TU_ASSERT_RC(wharf_send(c.client, "ping", 4), 0);
+    expect(c.client, "pong");
+    TU_ASSERT_RC(wharf_wait_all_tasks_blocked(), 0);
+    idle = sched_current()->ntasks;
+    ck_assert_uint_eq(idle, before + 1);    /* the handler's task, no child */
+    TU_ASSERT_RC(wharf_send(c.client, "go", 2), 0);
+    expect(c.client, "later");
+    TU_ASSERT_RC(wharf_wait_all_tasks_blocked(), 0);
+    ck_assert_uint_eq(sched_current()->ntasks, idle);
+    /* the client's end: the handler finishes the target's direction */
+    TU_ASSERT_RC(wharf_send_eof(c.client), 0);
+    TU_ASSERT_RC(receive_all(c.client, &rest, &rest_len), 0);
+    assert_bytes("after the client's end", rest, rest_len, "bye", 3);
+    TU_ASSERT_RC(wharf_group_close(tg, 0), 0);
+    TU_ASSERT_RC(c.handler_rc, 0);
+    ck_assert_int_eq(stat_of(c.instance, "bytes_up"), 6);
+    ck_assert_int_eq(stat_of(c.instance, "bytes_down"), 12);
+    fini(c.instance);
+    wharf_free(c.server);
+    wharf_free(c.client);
+    wharf_free(b.listener);
+    free(rest);
+    return 0;
+}
+START_TEST(idle_one_task) { TU_RUN(t_idle_one_task, NULL); }
 END_TEST
 
 /* The client sends its request and its EOF: the target gets every byte,
@@ -1567,6 +1653,7 @@ static Suite *forward_suite(void)
     tcase_add_test(tc, options_ca_not_pem);
     tc = area(s, "stream");
     tcase_add_test(tc, both_ways);
+    tcase_add_test(tc, idle_one_task);
     tcase_add_test(tc, client_half_close);
     tcase_add_test(tc, target_half_close);
     tcase_add_test(tc, empty);
