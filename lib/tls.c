@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,7 +63,7 @@ struct tls {
     bool t_reading, t_writing;      /* a task is in the inner receive / send */
     struct tls_waitq t_read_q, t_write_q;
     unsigned char *t_ibuf;          /* a transport that needs its own buffer */
-    char t_error[256];
+    char *t_error;                  /* why it broke; allocated then (an idle stream has none) */
 };
 
 enum tls_op { TLS_HANDSHAKE, TLS_READ, TLS_WRITE, TLS_SHUTDOWN };
@@ -100,6 +101,22 @@ static void tls_wake_all(struct tls_waitq *q)
 
 /* ---- errors ----------------------------------------------------------------- */
 
+#define TLS_ERROR_MAX 256
+
+/* Records why the stream failed (the last reason wins). */
+static void tls_errorf(struct tls *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void tls_errorf(struct tls *t, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!t->t_error && !(t->t_error = malloc(TLS_ERROR_MAX)))
+        return;                 /* the failure still stands; only its words are lost */
+    va_start(ap, fmt);
+    vsnprintf(t->t_error, TLS_ERROR_MAX, fmt, ap);
+    va_end(ap);
+}
+
 /* OpenSSL's reason for the failure, with the verification result when a
  * certificate was refused; the error queue is left empty. */
 static void tls_record_error(struct tls *t, const char *fallback)
@@ -111,10 +128,9 @@ static void tls_record_error(struct tls *t, const char *fallback)
     if (!reason)
         reason = fallback;
     if (vr != X509_V_OK && e && ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED)
-        snprintf(t->t_error, sizeof(t->t_error), "%s (%s)", reason,
-                 X509_verify_cert_error_string(vr));
+        tls_errorf(t, "%s (%s)", reason, X509_verify_cert_error_string(vr));
     else
-        snprintf(t->t_error, sizeof(t->t_error), "%s", reason);
+        tls_errorf(t, "%s", reason);
     ERR_clear_error();
 }
 
@@ -154,8 +170,7 @@ static int tls_flush(struct tls *t)
         if (rc < 0) {
             /* part of a record may have gone: nothing after it can be sent */
             t->t_broken = t->t_fatal = true;
-            snprintf(t->t_error, sizeof(t->t_error), "sending to the peer: %s",
-                     wharf_strerror(rc));
+            tls_errorf(t, "sending to the peer: %s", wharf_strerror(rc));
             return rc == WHARF_ECANCELLED ? rc : WHARF_EBROKEN;
         }
     }
@@ -198,8 +213,7 @@ static int tls_feed(struct tls *t)
     }
     if (n == WHARF_ECANCELLED || n == WHARF_ECLOSED)
         return (int)n;
-    snprintf(t->t_error, sizeof(t->t_error), "receiving from the peer: %s",
-             wharf_strerror((int)n));
+    tls_errorf(t, "receiving from the peer: %s", wharf_strerror((int)n));
     return WHARF_EBROKEN;
 }
 
@@ -227,8 +241,7 @@ static int tls_ragged(struct tls *t, bool clean)
         t->t_eof = true;
         return WHARF_EOF;
     }
-    snprintf(t->t_error, sizeof(t->t_error),
-             "the peer closed the connection without close_notify");
+    tls_errorf(t, "the peer closed the connection without close_notify");
     t->t_broken = true;
     t->t_fatal |= !clean;
     return WHARF_EBROKEN;
@@ -598,6 +611,7 @@ static void tls_free(struct wharf_stream *s)
 
     SSL_free(t->t_ssl);
     tlsbio_clear(&t->t_io);
+    free(t->t_error);
     if (!t->t_detached)
         wharf_free(s->inner);
     free(t->t_ibuf);
@@ -764,7 +778,7 @@ const char *wharf_tls_error(struct wharf_stream *s)
 {
     struct tls *t = tls_of(s);
 
-    return t ? t->t_error : "";
+    return t && t->t_error ? t->t_error : "";
 }
 
 struct wharf_stream *tls_close_notify(struct wharf_stream *s)
