@@ -108,10 +108,54 @@ static int plan_make(struct server *srv, const struct conf *conf, struct plan *p
     return rc;
 }
 
-/* A KEEP listener takes the new generation's settings. */
-static void keep(struct listener *l, const struct conf_listener *cl)
+static bool same_limits(const struct conf_limits *a, const struct conf_limits *b)
 {
-    struct lgen *gen = lgen_new(cl);
+    return a->lim_max_connections == b->lim_max_connections &&
+           a->lim_handshake_timeout == b->lim_handshake_timeout &&
+           a->lim_idle_timeout == b->lim_idle_timeout &&
+           a->lim_drain_timeout == b->lim_drain_timeout;
+}
+
+/* Whether a listener's generation (struct lgen) would be made of the same
+ * settings: plugin, its options, limits, PROXY header, TLS. was: the
+ * running file's listener of that name, what its generation came from
+ * (a commit applies whole or not at all). */
+static bool same_settings(const struct conf_listener *was, const struct conf_listener *cl)
+{
+    return was && was->lst_plugin && cl->lst_plugin &&
+           strcmp(was->lst_plugin, cl->lst_plugin) == 0 &&
+           json_equal(was->lst_options, cl->lst_options) &&
+           same_limits(&was->lst_limits, &cl->lst_limits) &&
+           was->lst_proxy_protocol == cl->lst_proxy_protocol &&
+           !was->lst_tls && !cl->lst_tls;
+}
+
+/* A datagram handler is restarted to take a new generation, and drops
+ * what it holds (forward's associations: every UDP flow): one whose
+ * settings did not change keeps running, with its generation and plugin
+ * instance; the instance the reload made for it is let go. A stream
+ * listener always takes the new generation, at no cost to open
+ * connections: its TLS context is built anew from the files (certificates
+ * renewed under the same names). */
+static bool keep_running(struct listener *l, struct conf_listener *cl,
+                         const struct conf_listener *was)
+{
+    if (cl->lst_kind != CONF_UDP || !same_settings(was, cl) || !l->lst_gen->lg_inst)
+        return false;
+    plugin_unref(&cl->lst_inst);
+    cl->lst_inst = plugin_ref(l->lst_gen->lg_inst);
+    log_debug("reload: listener \"%s\": unchanged: its datagram handlers run on", l->lst_name);
+    return true;
+}
+
+/* A KEEP listener takes the new generation's settings. */
+static void keep(struct listener *l, struct conf_listener *cl, const struct conf_listener *was)
+{
+    struct lgen *gen;
+
+    if (keep_running(l, cl, was))
+        return;
+    gen = lgen_new(cl);
 
     if (!gen) {
         log_error("reload: listener \"%s\" keeps its old settings: out of memory", l->lst_name);
@@ -200,7 +244,8 @@ static void commit(struct server *srv, struct conf *conf, struct plan *p)
     pthread_mutex_lock(&srv->srv_lock);
     for (size_t i = 0; i < p->p_n; i++)
         if (!p->p_fresh[i])
-            keep(p->p_next[i], &conf->conf_listeners[i]);
+            keep(p->p_next[i], &conf->conf_listeners[i],
+                 conf_listener_find(old, conf->conf_listeners[i].lst_name));
     if (drop_missing(srv, p) < 0)
         log_error("reload: out of memory: removed listeners go on accepting");
     free(srv->srv_listeners);
