@@ -550,11 +550,8 @@ int conn_datagrams(struct lworker *lw, struct wharf_stream *sock)
         lgen_unref(&g);
         if (lw->lw_swapped && !lw->lw_stopping)
             continue;
-        if (rc < 0 && rc != WHARF_ECANCELLED) {
-            ctr_add(&lw->lw_ctr->lc_errors, 1);
-            log_error("listener \"%s\" on worker %u: the datagram handler failed: %s",
-                      lw->lw_lst->lst_name, lw->lw_index, wharf_strerror(rc));
-        }
+        if (rc < 0 && rc != WHARF_ECANCELLED)
+            ctr_add(&lw->lw_ctr->lc_errors, 1);     /* listener_run logs it */
         break;
     }
     wharf_free(s);

@@ -138,12 +138,20 @@ static int bind_unix(const struct conf_listener *cl, const char **what)
     return rc < 0 ? rc : fd;
 }
 
+/* The main thread and a worker whose task ended on its own may both close
+ * a descriptor: whoever takes it first. */
+static void listener_close_fd(struct listener *l, size_t i)
+{
+    int fd = atomic_exchange(&l->lst_fds[i], -1);
+
+    if (fd >= 0)
+        close(fd);
+}
+
 static void listener_close_fds(struct listener *l)
 {
     for (size_t i = 0; i < l->lst_nfds; i++)
-        if (l->lst_fds[i] >= 0)
-            close(l->lst_fds[i]);
-    l->lst_nfds = 0;
+        listener_close_fd(l, i);
 }
 
 void listener_close_sockets(struct listener *l)
@@ -160,7 +168,7 @@ static int listener_bind(struct listener *l, const struct conf_listener *cl,
     size_t n = cl->lst_kind == CONF_UNIX ? 1 : l->lst_nworkers;
     int fd;
 
-    if (!(l->lst_fds = calloc(n, sizeof(int))))
+    if (!(l->lst_fds = calloc(n, sizeof(*l->lst_fds))))
         return -ENOMEM;
     while (l->lst_nfds < n) {
         if (cl->lst_kind == CONF_UNIX)
@@ -172,7 +180,8 @@ static int listener_bind(struct listener *l, const struct conf_listener *cl,
             listener_close_fds(l);
             return fd;
         }
-        l->lst_fds[l->lst_nfds++] = fd;
+        atomic_init(&l->lst_fds[l->lst_nfds], fd);
+        l->lst_nfds++;
         l->lst_unlink = cl->lst_kind == CONF_UNIX;
     }
     return 0;
@@ -248,11 +257,11 @@ static int listener_adopt(struct listener *l, const struct conf_listener *cl, in
         close(fd);
         return rc;
     }
-    if (!(l->lst_fds = calloc(1, sizeof(int)))) {
+    if (!(l->lst_fds = calloc(1, sizeof(*l->lst_fds)))) {
         close(fd);
         return -ENOMEM;
     }
-    l->lst_fds[0] = fd;
+    atomic_init(&l->lst_fds[0], fd);
     l->lst_nfds = 1;
     return 0;
 }
@@ -394,27 +403,60 @@ static int adopt(struct lworker *lw, struct wharf_stream **sock)
     return rc;
 }
 
+/* A task that ended without being stopped (or restarted by a reload):
+ * its worker's SO_REUSEPORT socket would go on taking its share of the
+ * connections or datagrams, with nobody to read them. Closed, the kernel
+ * sends that share to the other workers. A shared socket (UNIX, systemd's)
+ * stays for them. */
+static void ended_on_its_own(struct lworker *lw, const char *what, int rc)
+{
+    struct listener *l = lw->lw_lst;
+    char cause[160];
+
+    if (l->lst_kind == CONF_UDP && !what)
+        snprintf(cause, sizeof(cause), "the datagram handler returned %d%s%s", rc,
+                 rc ? ": " : "", rc ? wharf_strerror(rc) : "");
+    else
+        snprintf(cause, sizeof(cause), "%s: %s", what ? what : "the accept loop ended",
+                 wharf_strerror(rc));
+    if (l->lst_nfds == l->lst_nworkers && lw->lw_index < l->lst_nfds) {
+        listener_close_fd(l, lw->lw_index);
+        log_error("listener \"%s\" on worker %u: %s; this worker's socket is closed, "
+                  "the other workers serve on", l->lst_name, lw->lw_index, cause);
+    } else {
+        log_error("listener \"%s\" on worker %u: %s; this worker no longer serves it",
+                  l->lst_name, lw->lw_index, cause);
+    }
+}
+
 int listener_run(void *arg)
 {
     struct lworker *lw = arg;
     struct listener *l = lw->lw_lst;
     struct wharf_stream *sock;
+    const char *what = NULL;
     int rc;
 
     if ((rc = adopt(lw, &sock)) < 0) {
-        log_error("listener \"%s\" on worker %u: %s", l->lst_name, lw->lw_index,
-                  wharf_strerror(rc));
+        what = "cannot use its socket";
     } else if (!(lw->lw_group = wharf_group_open())) {
-        log_error("listener \"%s\" on worker %u: out of memory", l->lst_name, lw->lw_index);
+        what = "cannot start";
+        rc = -ENOMEM;
         wharf_free(sock);
     } else if (l->lst_kind == CONF_UDP) {
         /* the datagram handler owns the socket; stopping cancels it */
-        conn_datagrams(lw, sock);
+        rc = conn_datagrams(lw, sock);
     } else {
-        accept_loop(lw, sock);
+        rc = accept_loop(lw, sock);
         wharf_free(sock);       /* this worker's socket: no more connections here */
         drain(lw);
     }
+    /* not stopped, and not cancelled with the whole worker */
+    if (!lw->lw_stopping && wharf_checkpoint_if_cancelled() != WHARF_ECANCELLED)
+        ended_on_its_own(lw, what, rc);
+    else if (l->lst_kind == CONF_UDP && rc < 0 && rc != WHARF_ECANCELLED)
+        log_error("listener \"%s\" on worker %u: the datagram handler failed: %s",
+                  l->lst_name, lw->lw_index, wharf_strerror(rc));
     if (lw->lw_group) {
         wharf_group_close(lw->lw_group, 0);
         lw->lw_group = NULL;

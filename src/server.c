@@ -181,7 +181,7 @@ static int start_workers(struct server *srv)
 static void spawn_lworker(struct server *srv, struct listener *l, unsigned i)
 {
     struct lworker *lw = &l->lst_workers[i];
-    int fd = l->lst_fds[l->lst_nfds == 1 ? 0 : i];
+    int fd = atomic_load(&l->lst_fds[l->lst_nfds == 1 ? 0 : i]);
 
     lw->lw_lst = l;
     lw->lw_srv = srv;

@@ -375,8 +375,10 @@ struct listener {
     char *lst_name;
     int lst_kind;                   /* enum conf_kind */
     char *lst_address;              /* as configured */
-    int *lst_fds;                   /* TCP/UDP: one per worker; UNIX or activated: one */
-    size_t lst_nfds;
+    atomic_int *lst_fds;            /* TCP/UDP: one per worker; UNIX or activated: one;
+                                     * -1 once closed (a worker closes its own when its
+                                     * task ends on its own) */
+    size_t lst_nfds;                /* fixed once bound */
     bool lst_unlink;                /* a UNIX socket file we made */
     bool lst_draining;              /* removed by a reload; connections still open */
     atomic_long lst_running;        /* its worker tasks not finished */
@@ -419,7 +421,10 @@ int listener_swap_gen(struct lworker *lw, struct lgen *gen);
  * ownership of sock, whatever happens. */
 void conn_start(struct lworker *lw, struct wharf_stream *sock);
 /* Runs the datagram handler of lw's listener on sock (owned) until the
- * listener stops; a reload restarts it with the new generation. */
+ * listener stops or the handler returns on its own; a reload that changes
+ * the listener restarts it with the new generation. Returns the handler's
+ * last result (-ENOMEM: it could not start); a negative one other than
+ * WHARF_ECANCELLED is counted in `errors`. */
 int conn_datagrams(struct lworker *lw, struct wharf_stream *sock);
 
 /* server.c --------------------------------------------------------------- */

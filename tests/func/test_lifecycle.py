@@ -341,6 +341,41 @@ class Notify(Case):
         wt.echo_roundtrip(self, c, b"x\n")
 
 
+# ---- a listener's task in trouble ------------------------------------------------------
+
+class ListenerTask(Case):
+
+    def test_datagram_handler_that_returns_closes_its_socket(self):
+        """A datagram handler that returns 0 on one worker (good's, on
+        "quit"): an error line names the listener, the worker and the
+        result, and that worker's SO_REUSEPORT socket is closed, so that
+        the kernel sends every sender to the other worker: none is lost to
+        a socket nobody reads."""
+        d = self.start([listener("dg", "udp", {"plugin": "good", "greeting": "g:",
+                                               "datagrams": "echo"})],
+                       {"plugin_dir": wt.TEST_PLUGIN_DIR})
+        addr = d.addr("dg")
+        q = self.client(wt.udp_socket())
+        q.sendto(b"quit", addr)
+        m = wt.wait_for_log(d, r' error: listener "dg" on worker [01]: the datagram handler '
+                            r"returned 0; this worker's socket is closed", 5.0)
+        self.assertIsNotNone(m, "no error line for the handler that returned; log:\n" + d.log())
+        lost = []
+        for i in range(24):
+            c = wt.udp_socket(timeout=1.0)
+            try:
+                c.sendto(b"n%d" % i, addr)
+                try:
+                    self.assertEqual(c.recvfrom(100)[0], b"g:n%d" % i)
+                except socket.timeout:
+                    lost.append(c.getsockname()[1])
+            finally:
+                c.close()
+        self.assertEqual(lost, [], "senders (by source port) that no worker answered, "
+                         "of 24; log:\n" + d.log())
+        self.assertRunning(d, "a datagram handler that returned")
+
+
 # ---- (g) socket activation -------------------------------------------------------------
 
 @unittest.skipUnless(SOCKET_ACTIVATE, "systemd-socket-activate not found (Debian package "
