@@ -26,8 +26,9 @@
 #include "wharf-int.h"
 #include "wharfd.h"
 
-/* How long an accept loop pauses when the process is out of descriptors
- * (or the kernel of memory): a spinning accept would not free any. */
+/* How long an accept loop pauses after a failed accept (out of
+ * descriptors or memory, or a socket in trouble): a spinning accept would
+ * not free any. */
 #define ACCEPT_BACKOFF 0.1
 
 /* ---- generations ---------------------------------------------------------- */
@@ -321,11 +322,6 @@ void listener_free(struct listener *l)
 
 /* ---- the task on each worker ------------------------------------------------ */
 
-static bool accept_resource_error(int rc)
-{
-    return rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM;
-}
-
 /* One accepted connection: over max_connections it is closed at once. */
 static void accept_one(struct lworker *lw, struct wharf_stream *conn)
 {
@@ -361,15 +357,15 @@ static int accept_loop(struct lworker *lw, struct wharf_stream *sock)
             accept_one(lw, conn);
         } else if (rc == WHARF_ECANCELLED || rc == WHARF_ECLOSED) {
             break;
-        } else if (accept_resource_error(rc)) {
+        } else {
+            /* out of descriptors or memory, or a socket that fails every
+             * accept (EINVAL once shut down): a retry at once would spin
+             * on the readable socket and free nothing */
             log_limited(&l->lst_stats->ls_log, CONF_LOG_WARNING,
                         "listener \"%s\": accept: %s: pausing for %.1fs", l->lst_name,
                         wharf_strerror(rc), ACCEPT_BACKOFF);
             if (wharf_sleep(ACCEPT_BACKOFF) == WHARF_ECANCELLED)
                 break;
-        } else {
-            log_limited(&l->lst_stats->ls_log, CONF_LOG_WARNING, "listener \"%s\": accept: %s",
-                        l->lst_name, wharf_strerror(rc));
         }
     }
     lw->lw_accept = NULL;
