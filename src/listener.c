@@ -457,7 +457,7 @@ int listener_run(void *arg)
         wharf_group_close(lw->lw_group, 0);
         lw->lw_group = NULL;
     }
-    lw->lw_done = true;
+    atomic_store_explicit(&lw->lw_done, true, memory_order_release);
     server_task_done(lw->lw_srv, l);
     return 0;
 }
@@ -486,7 +486,7 @@ static int stop_task(void *arg)
     struct lworker *lw = c->lc_lw;
 
     lw->lw_hard |= atomic_load(&lw->lw_hard_req);
-    if (!lw->lw_done) {
+    if (!lworker_done(lw)) {
         lw->lw_stopping = true;
         if (lw->lw_accept)
             wharf_scope_cancel(lw->lw_accept);
@@ -511,7 +511,7 @@ static int swap_task(void *arg)
     /* a datagram handler runs on with its generation: restart it, at
      * once if it waits for a datagram (none taken), else at its next
      * receive (one it holds is still answered: meter_receive_from) */
-    if (lw->lw_lst->lst_kind == CONF_UDP && lw->lw_accept && !lw->lw_done) {
+    if (lw->lw_lst->lst_kind == CONF_UDP && lw->lw_accept && !lworker_done(lw)) {
         lw->lw_swapped = true;
         if (lw->lw_dgram_waiting)
             wharf_scope_cancel(lw->lw_accept);

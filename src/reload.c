@@ -168,7 +168,7 @@ static void keep(struct listener *l, struct conf_listener *cl, const struct conf
     lgen_unref(&l->lst_gen);
     l->lst_gen = gen;
     for (unsigned i = 0; i < l->lst_nworkers; i++)
-        if (!l->lst_workers[i].lw_done && listener_swap_gen(&l->lst_workers[i], gen) < 0)
+        if (!lworker_done(&l->lst_workers[i]) && listener_swap_gen(&l->lst_workers[i], gen) < 0)
             log_error("reload: listener \"%s\" on worker %u keeps its old settings: "
                       "out of memory", l->lst_name, i);
 }

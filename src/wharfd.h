@@ -352,7 +352,8 @@ struct lworker {
     bool lw_stopping;
     bool lw_hard;                   /* cancel the connections now */
     atomic_bool lw_hard_req;        /* asked for by the main thread */
-    bool lw_done;
+    atomic_bool lw_done;            /* its task ended: set by the worker (release),
+                                     * read by the main thread (lworker_done) */
 };
 
 /* What survives a reload, by listener name: the counters (one block per
@@ -387,6 +388,12 @@ struct listener {
     unsigned lst_nworkers;
     struct lgen *lst_gen;           /* the current generation */
 };
+
+/* Whether lw's task has ended (from any thread). */
+static inline bool lworker_done(struct lworker *lw)
+{
+    return atomic_load_explicit(&lw->lw_done, memory_order_acquire);
+}
 
 struct lgen *lgen_new(const struct conf_listener *cl);
 struct lgen *lgen_ref(struct lgen *g);
