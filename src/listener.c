@@ -267,6 +267,24 @@ static int listener_adopt(struct listener *l, const struct conf_listener *cl, in
     return 0;
 }
 
+/* Each worker's descriptor (a dup that its task adopts) and the request
+ * that starts its task, made with the listener: starting it (at the start,
+ * or in a reload's commit) cannot fail. */
+static int listener_prepare(struct listener *l, const char **what)
+{
+    *what = "allocate";
+    if (!(l->lst_spawn = calloc(l->lst_nworkers, sizeof(*l->lst_spawn))))
+        return -ENOMEM;
+    *what = "dup";
+    for (unsigned i = 0; i < l->lst_nworkers; i++) {
+        int fd = atomic_load(&l->lst_fds[l->lst_nfds == 1 ? 0 : i]);
+
+        if ((l->lst_workers[i].lw_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
 int listener_new(const struct conf_listener *cl, unsigned nworkers, int fd,
                  struct lst_stats *stats, struct listener **out, const char **what)
 {
@@ -294,8 +312,10 @@ int listener_new(const struct conf_listener *cl, unsigned nworkers, int fd,
             close(fd);
         goto fail;
     }
+    for (unsigned i = 0; i < nworkers; i++)
+        l->lst_workers[i].lw_fd = -1;
     rc = fd >= 0 ? listener_adopt(l, cl, fd, what) : listener_bind(l, cl, what);
-    if (rc < 0)
+    if (rc < 0 || (rc = listener_prepare(l, what)) < 0)
         goto fail;
     *out = l;
     return 0;
@@ -309,8 +329,12 @@ void listener_free(struct listener *l)
     if (!l)
         return;
     listener_close_sockets(l);
-    for (unsigned i = 0; l->lst_workers && i < l->lst_nworkers; i++)
+    for (unsigned i = 0; l->lst_workers && i < l->lst_nworkers; i++) {
+        if (l->lst_workers[i].lw_fd >= 0)     /* never adopted by a task */
+            close(l->lst_workers[i].lw_fd);
         lgen_unref(&l->lst_workers[i].lw_gen);
+    }
+    free(l->lst_spawn);
     lgen_unref(&l->lst_gen);
     lst_stats_unref(&l->lst_stats);
     free(l->lst_workers);
@@ -465,11 +489,24 @@ int listener_run(void *arg)
 /* ---- reaching a worker's task, from the main thread ------------------------ */
 
 /* A small task run on lw's worker; it counts as one of the listener's
- * tasks, so that the listener outlives it. */
+ * tasks, so that the listener outlives it. Its request to the worker is
+ * part of it, so that a call made ahead (a reload's commit) cannot fail
+ * when it is sent. */
 struct lw_call {
+    struct spawn_req lc_req;        /* to the worker; lives until the task runs */
     struct lworker *lc_lw;
     struct lgen *lc_gen;            /* swap: the new generation */
 };
+
+struct lw_call *listener_call_new(void)
+{
+    return calloc(1, sizeof(struct lw_call));
+}
+
+void listener_call_free(struct lw_call *c)
+{
+    free(c);
+}
 
 static void lw_call_done(struct lw_call *c)
 {
@@ -520,30 +557,33 @@ static int swap_task(void *arg)
     return 0;
 }
 
-static int lw_call(struct lworker *lw, wharf_task_fn fn, struct lgen *gen)
+static void lw_call(struct lworker *lw, wharf_task_fn fn, struct lgen *gen, struct lw_call *c)
 {
-    struct lw_call *c = calloc(1, sizeof(*c));
-    int rc;
-
-    if (!c)
-        return -ENOMEM;
     c->lc_lw = lw;
     c->lc_gen = gen ? lgen_ref(gen) : NULL;
     atomic_fetch_add(&lw->lw_lst->lst_running, 1);
     atomic_fetch_add(&lw->lw_srv->srv_running, 1);
-    if ((rc = worker_spawn(lw->lw_worker, fn, c)) < 0)
-        lw_call_done(c);
-    return rc;
+    worker_spawn_req(lw->lw_worker, &c->lc_req, fn, c);
+}
+
+void listener_stop_with(struct lworker *lw, bool hard, struct lw_call *c)
+{
+    if (hard)
+        atomic_store(&lw->lw_hard_req, true);
+    lw_call(lw, stop_task, NULL, c);
 }
 
 int listener_stop(struct lworker *lw, bool hard)
 {
-    if (hard)
-        atomic_store(&lw->lw_hard_req, true);
-    return lw_call(lw, stop_task, NULL);
+    struct lw_call *c = listener_call_new();
+
+    if (!c)
+        return -ENOMEM;
+    listener_stop_with(lw, hard, c);
+    return 0;
 }
 
-int listener_swap_gen(struct lworker *lw, struct lgen *gen)
+void listener_swap_with(struct lworker *lw, struct lgen *gen, struct lw_call *c)
 {
-    return lw_call(lw, swap_task, gen);
+    lw_call(lw, swap_task, gen, c);
 }

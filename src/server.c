@@ -177,11 +177,11 @@ static int start_workers(struct server *srv)
     return 0;
 }
 
-/* Gives worker i its task for listener l, with its own descriptor. */
+/* Gives worker i its task for listener l, with its own descriptor (both
+ * made by listener_new: this cannot fail). */
 static void spawn_lworker(struct server *srv, struct listener *l, unsigned i)
 {
     struct lworker *lw = &l->lst_workers[i];
-    int fd = atomic_load(&l->lst_fds[l->lst_nfds == 1 ? 0 : i]);
 
     lw->lw_lst = l;
     lw->lw_srv = srv;
@@ -191,15 +191,7 @@ static void spawn_lworker(struct server *srv, struct listener *l, unsigned i)
     lw->lw_gen = lgen_ref(l->lst_gen);
     atomic_init(&lw->lw_hard_req, false);
     atomic_init(&lw->lw_done, false);
-    lw->lw_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (lw->lw_fd < 0 || worker_spawn(lw->lw_worker, listener_run, lw) < 0) {
-        log_error("listener \"%s\": cannot start on worker %u: %s", l->lst_name, i,
-                  strerror(lw->lw_fd < 0 ? errno : ENOMEM));
-        if (lw->lw_fd >= 0)
-            close(lw->lw_fd);
-        atomic_store_explicit(&lw->lw_done, true, memory_order_release);
-        server_task_done(srv, l);
-    }
+    worker_spawn_req(lw->lw_worker, &l->lst_spawn[i], listener_run, lw);
 }
 
 void server_run_listener(struct server *srv, struct listener *l)

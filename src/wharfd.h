@@ -293,6 +293,8 @@ struct server;
 struct worker;
 struct wharf_group;
 struct wharf_scope;
+struct spawn_req;
+struct lw_call;
 
 /* The counters of one listener on one worker. Only that worker writes them
  * (ctr_add: no locked instruction); readers sum the workers' blocks. */
@@ -385,6 +387,7 @@ struct listener {
     atomic_long lst_running;        /* its worker tasks not finished */
     struct lst_stats *lst_stats;
     struct lworker *lst_workers;    /* [nworkers] */
+    struct spawn_req *lst_spawn;    /* [nworkers]: what starts each worker's task */
     unsigned lst_nworkers;
     struct lgen *lst_gen;           /* the current generation */
 };
@@ -402,8 +405,10 @@ struct lst_stats *lst_stats_new(const char *name, unsigned nworkers);
 void lst_stats_unref(struct lst_stats **sp);
 /* Binds cl's sockets for nworkers workers (or adopts fd, a socket passed by
  * systemd, when fd >= 0), sharing stats (a reference is taken; NULL: new
- * ones). Returns 0 with *out, or -errno with *what naming the call that
- * failed ("bind", "listen", ...). */
+ * ones), and makes what starting its tasks takes (each worker's dup of its
+ * socket, the requests): server_run_listener cannot fail. Returns 0 with
+ * *out, or -errno with *what naming the call that failed ("bind",
+ * "listen", "dup", ...). */
 int listener_new(const struct conf_listener *cl, unsigned nworkers, int fd,
                  struct lst_stats *stats, struct listener **out, const char **what);
 /* Closes the listener's own descriptors (and removes the UNIX socket file
@@ -413,12 +418,18 @@ void listener_close_sockets(struct listener *l);
 void listener_free(struct listener *l);
 /* The task of one listener on one worker (arg: the struct lworker). */
 int listener_run(void *arg);
+/* A request to a worker's task, made ahead so that sending it cannot
+ * fail (a reload's commit); each listener_*_with consumes one. NULL: out
+ * of memory. An unsent one goes with listener_call_free. */
+struct lw_call *listener_call_new(void);
+void listener_call_free(struct lw_call *c);
 /* Asks lw's task to stop accepting (hard: and cancel its connections);
  * from the main thread. 0 or -ENOMEM. */
 int listener_stop(struct lworker *lw, bool hard);
+void listener_stop_with(struct lworker *lw, bool hard, struct lw_call *c);
 /* Hands lw's task a new generation (a reference is taken) for the
  * connections it accepts from now on; from the main thread. */
-int listener_swap_gen(struct lworker *lw, struct lgen *gen);
+void listener_swap_with(struct lworker *lw, struct lgen *gen, struct lw_call *c);
 
 /* conn.c ----------------------------------------------------------------- */
 
