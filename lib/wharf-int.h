@@ -345,6 +345,15 @@ bool tls_ragged_seen(struct wharf_stream *s);
  * reads the peer's bytes until its close_notify (that drains already).
  * Otherwise s itself. The TLS stream's close then only closes. */
 struct wharf_stream *tls_close_notify(struct wharf_stream *s);
+/* Bounds the handshake wharf_start_tls runs on the deferred TLS stream s
+ * to seconds (a daemon's handshake_timeout, as at accept): it then fails
+ * with WHARF_ETIMEDOUT. */
+void tls_set_handshake_timeout(struct wharf_stream *s, double seconds);
+/* Why the handshake wharf_start_tls ran on the TLS stream under s failed
+ * (its negative code: WHARF_ETIMEDOUT, WHARF_EBROKEN, ...; the reason is
+ * wharf_tls_error), or 0 when none failed: for the daemon's counters. A
+ * cancellation from outside is not a failure. */
+int tls_handshake_failure(struct wharf_stream *s);
 
 /* error.c */
 

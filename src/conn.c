@@ -372,6 +372,9 @@ static int conn_tls(struct conn *c, struct wharf_stream **sp)
 
     rc = wharf_tls_new(*sp, g->lg_ssl_ctx, g->lg_tls_flags, NULL, &t);
     *sp = t;
+    if (rc == 0 && (g->lg_tls_flags & WHARF_TLS_DEFERRED))
+        /* STARTTLS, later: the same bound from its start */
+        tls_set_handshake_timeout(t, g->lg_limits.lim_handshake_timeout);
     if (rc < 0 || (g->lg_tls_flags & WHARF_TLS_DEFERRED))
         return rc;
     if ((rc = wharf_tls_handshake(t)) == 0)
@@ -407,6 +410,23 @@ static void conn_prelude_failed(struct conn *c, struct wharf_stream *s, bool in_
     else
         log_limited(lim, CONF_LOG_INFO, "listener \"%s\": TLS handshake with %s failed: %s",
                     name, peer, *wharf_tls_error(s) ? wharf_tls_error(s) : wharf_strerror(rc));
+}
+
+/* STARTTLS: the handshake the handler started counts as one at accept
+ * does; a failed one (counted and logged here) is not the handler's error.
+ * Returns what the connection ended with. */
+static int conn_starttls_end(struct conn *c, struct wharf_stream *s, int rc)
+{
+    int hs;
+
+    if (wharf_tls_started(s)) {
+        conn_count_handshake(c->c_lw, s);
+        return rc;
+    }
+    if ((hs = tls_handshake_failure(s)) == 0)
+        return rc;
+    conn_prelude_failed(c, s, true, hs);
+    return 0;
 }
 
 /* What comes before the handler, within handshake_timeout of the accept:
@@ -493,8 +513,8 @@ static int conn_task(void *arg)
     timed_out = wharf_scope_cancelled_caught(&idle);
     if (tls && tls_ragged_seen(s))
         ctr_add(&c->c_lw->lw_ctr->lc_ragged_eofs, 1);
-    if (tls && (c->c_gen->lg_tls_flags & WHARF_TLS_DEFERRED) && wharf_tls_started(s))
-        conn_count_handshake(c->c_lw, s);
+    if (tls && (c->c_gen->lg_tls_flags & WHARF_TLS_DEFERRED))
+        rc = conn_starttls_end(c, s, rc);
     wharf_free(s);
     conn_end(c, rc, timed_out);
     return 0;       /* never a failure: that would cancel the listener's group */
