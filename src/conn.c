@@ -561,11 +561,18 @@ int conn_datagrams(struct lworker *lw, struct wharf_stream *sock)
         struct wharf_scope sc;
 
         lw->lw_swapped = false;
+        lw->lw_restart_by = 0;
         if ((rc = wharf_scope_enter(&sc, WHARF_FOREVER, 0)) == 0) {
             lw->lw_accept = &sc;
             rc = pi->pi_desc->handle_datagrams(pi->pi_instance, s);
             lw->lw_accept = NULL;
             rc = wharf_scope_exit(&sc, rc);
+            if (lw->lw_restart_by > 0 && !lw->lw_stopping &&
+                wharf_scope_cancelled_caught(&sc) && wharf_clock() >= lw->lw_restart_by)
+                log_warning("listener \"%s\" on worker %u: the datagram handler did not "
+                            "restart within drain_timeout (%.1fs) of a reload: cancelled",
+                            lw->lw_lst->lst_name, lw->lw_index,
+                            g->lg_limits.lim_drain_timeout);
         }
         lgen_unref(&g);
         if (lw->lw_swapped && !lw->lw_stopping)

@@ -547,11 +547,18 @@ static int swap_task(void *arg)
     c->lc_gen = old;                /* unreferenced by lw_call_done */
     /* a datagram handler runs on with its generation: restart it, at
      * once if it waits for a datagram (none taken), else at its next
-     * receive (one it holds is still answered: meter_receive_from) */
+     * receive (one it holds is still answered: meter_receive_from). One
+     * busy elsewhere, or deaf to the request (a third-party handler that
+     * never receives again), gets its drain_timeout from the first
+     * request, then its scope is cancelled (conn_datagrams warns). */
     if (lw->lw_lst->lst_kind == CONF_UDP && lw->lw_accept && !lworker_done(lw)) {
         lw->lw_swapped = true;
-        if (lw->lw_dgram_waiting)
+        if (lw->lw_dgram_waiting) {
             wharf_scope_cancel(lw->lw_accept);
+        } else if (lw->lw_restart_by == 0) {
+            lw->lw_restart_by = wharf_clock() + old->lg_limits.lim_drain_timeout;
+            wharf_scope_set_deadline(lw->lw_accept, lw->lw_restart_by);
+        }
     }
     lw_call_done(c);
     return 0;

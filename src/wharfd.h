@@ -350,6 +350,8 @@ struct lworker {
     struct wharf_group *lw_group;   /* while the task runs */
     struct wharf_scope *lw_accept;  /* while it accepts (UDP: runs the handler) */
     bool lw_swapped;                /* UDP: a new generation; restart the handler */
+    double lw_restart_by;           /* UDP: its scope's deadline, set by that request
+                                     * (0: none): then it is cancelled */
     bool lw_dgram_waiting;          /* UDP: the handler waits for a datagram */
     bool lw_stopping;
     bool lw_hard;                   /* cancel the connections now */
