@@ -29,11 +29,6 @@
 #define SCHED_SPIN 30e-6
 #define SCHED_SPIN_RECENT 1e-3
 
-struct spawn_req {
-    struct spawn_req *next;
-    wharf_task_fn fn;
-    void *arg;
-};
 
 static __thread struct sched *sched_cur;
 static pthread_once_t sched_evthread_once = PTHREAD_ONCE_INIT;
@@ -500,6 +495,13 @@ int sched_spawn_remote(struct sched *s, wharf_task_fn fn, void *arg)
 
     if (!r)
         return -ENOMEM;
+    r->caller_owned = false;
+    sched_spawn_remote_req(s, r, fn, arg);
+    return 0;
+}
+
+void sched_spawn_remote_req(struct sched *s, struct spawn_req *r, wharf_task_fn fn, void *arg)
+{
     r->fn = fn;
     r->arg = arg;
     pthread_mutex_lock(&s->rq_mtx);
@@ -507,7 +509,6 @@ int sched_spawn_remote(struct sched *s, wharf_task_fn fn, void *arg)
     s->spawn_q = r;
     event_active(&s->rq_ev, EV_READ, 0);
     pthread_mutex_unlock(&s->rq_mtx);
-    return 0;
 }
 
 void sched_stop_remote(struct sched *s)
@@ -530,10 +531,13 @@ static void sched_spawn_pending(struct sched *s, struct spawn_req *r)
         r = next;
     }
     for (r = prev; r; r = next) {
+        bool ours = !r->caller_owned;   /* a caller's may go with its task */
+
         next = r->next;
         if (!task_spawn(s, &s->root, r->fn, NULL, r->arg))
             fprintf(stderr, "wharf: cannot spawn a task: out of memory\n");
-        free(r);
+        if (ours)
+            free(r);
     }
 }
 
@@ -808,7 +812,8 @@ void sched_free(struct sched *s)
         evtimer_del(&s->trim_ev);
     for (r = s->spawn_q; r; r = next) {
         next = r->next;
-        free(r);
+        if (!r->caller_owned)
+            free(r);
     }
     stack_cache_purge(&s->stacks);
     free(s->deadlines);

@@ -61,6 +61,8 @@ struct tls {
     bool t_detached;                /* unwrapped: inner is not ours */
     bool t_ragged;                  /* the transport ended without close_notify */
     bool t_reading, t_writing;      /* a task is in the inner receive / send */
+    double t_hs_timeout;            /* wharf_start_tls's bound; 0: none */
+    int t_hs_failed;                /* how wharf_start_tls's handshake failed */
     struct tls_waitq t_read_q, t_write_q;
     unsigned char *t_ibuf;          /* a transport that needs its own buffer */
     char *t_error;                  /* why it broke; allocated then (an idle stream has none) */
@@ -721,6 +723,43 @@ int wharf_tls_wrap(struct wharf_stream *inner, SSL_CTX *ctx, unsigned flags,
     return rc;
 }
 
+/* STARTTLS's handshake, bounded as a daemon bounds the one at accept: a
+ * failure or a timeout is remembered for its counters. */
+static int tls_start_handshake(struct tls *t)
+{
+    struct wharf_scope sc;
+    int rc;
+
+    if (t->t_hs_timeout <= 0)
+        rc = tls_handshake(t);
+    else if ((rc = wharf_scope_enter(&sc, wharf_clock() + t->t_hs_timeout,
+                                     WHARF_SCOPE_FAIL)) == 0)
+        rc = wharf_scope_exit(&sc, tls_handshake(t));
+    if (rc == WHARF_ETIMEDOUT) {
+        /* OpenSSL stopped in the middle: nothing more can go over it */
+        t->t_broken = t->t_fatal = true;
+        snprintf(t->t_error, sizeof(t->t_error), "not finished in time");
+    }
+    if (rc < 0 && rc != WHARF_ECANCELLED && rc != -ENOMEM)
+        t->t_hs_failed = rc;
+    return rc;
+}
+
+void tls_set_handshake_timeout(struct wharf_stream *s, double seconds)
+{
+    struct tls *t = tls_of(s);
+
+    if (t)
+        t->t_hs_timeout = seconds;
+}
+
+int tls_handshake_failure(struct wharf_stream *s)
+{
+    struct tls *t = tls_of(s);
+
+    return t ? t->t_hs_failed : 0;
+}
+
 int wharf_start_tls(struct wharf_stream *s)
 {
     struct tls *t = tls_of(s);
@@ -739,7 +778,7 @@ int wharf_start_tls(struct wharf_stream *s)
         if (tlsbio_put_in(&t->t_io, chunk, (size_t)n) < 0)
             return -ENOMEM;
     t->t_active = true;
-    return t->t_closed ? WHARF_ECLOSED : tls_handshake(t);
+    return t->t_closed ? WHARF_ECLOSED : tls_start_handshake(t);
 }
 
 int wharf_tls_unwrap(struct wharf_stream *s, struct wharf_stream **inner,

@@ -174,8 +174,18 @@ struct sched *sched_new(struct event_base *base);  /* base NULL: own one */
 void sched_free(struct sched *s);
 /* Runs the loop until stopping is set and no task is left. */
 int sched_loop(struct sched *s);
+/* A top-level task asked for by another thread. */
+struct spawn_req {
+    struct spawn_req *next;
+    wharf_task_fn fn;
+    void *arg;
+    bool caller_owned;          /* not freed by the scheduler */
+};
 /* From any thread: spawn a top-level task / cancel all and leave the loop. */
 int sched_spawn_remote(struct sched *s, wharf_task_fn fn, void *arg);
+/* The same with a request the caller allocated ahead (caller_owned set),
+ * so that asking cannot fail; the request must live until fn runs. */
+void sched_spawn_remote_req(struct sched *s, struct spawn_req *r, wharf_task_fn fn, void *arg);
 void sched_stop_remote(struct sched *s);
 /* Creates a task running fn(arg) (or start_fn) in scope `parent`; ready. */
 struct task *task_spawn(struct sched *s, struct scope *parent, wharf_task_fn fn,
@@ -245,6 +255,9 @@ struct worker;
 struct worker *worker_start(const char *name);
 /* Spawns fn(arg) as a top-level task on w, from any thread. 0 or -ENOMEM. */
 int worker_spawn(struct worker *w, wharf_task_fn fn, void *arg);
+/* The same with a request allocated ahead (see sched_spawn_remote_req):
+ * cannot fail. */
+void worker_spawn_req(struct worker *w, struct spawn_req *r, wharf_task_fn fn, void *arg);
 /* Cancels every task of w, waits for them and the thread; frees w. */
 void worker_stop(struct worker *w);
 
@@ -340,6 +353,15 @@ bool tls_ragged_seen(struct wharf_stream *s);
  * reads the peer's bytes until its close_notify (that drains already).
  * Otherwise s itself. The TLS stream's close then only closes. */
 struct wharf_stream *tls_close_notify(struct wharf_stream *s);
+/* Bounds the handshake wharf_start_tls runs on the deferred TLS stream s
+ * to seconds (a daemon's handshake_timeout, as at accept): it then fails
+ * with WHARF_ETIMEDOUT. */
+void tls_set_handshake_timeout(struct wharf_stream *s, double seconds);
+/* Why the handshake wharf_start_tls ran on the TLS stream under s failed
+ * (its negative code: WHARF_ETIMEDOUT, WHARF_EBROKEN, ...; the reason is
+ * wharf_tls_error), or 0 when none failed: for the daemon's counters. A
+ * cancellation from outside is not a failure. */
+int tls_handshake_failure(struct wharf_stream *s);
 
 /* tlsbio.c: ciphertext queues between OpenSSL and the transport, one BIO
  * for both directions. A queue holds a buffer only while it holds bytes. */

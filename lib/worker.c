@@ -77,6 +77,12 @@ int worker_spawn(struct worker *w, wharf_task_fn fn, void *arg)
     return sched_spawn_remote(w->sched, fn, arg);
 }
 
+void worker_spawn_req(struct worker *w, struct spawn_req *r, wharf_task_fn fn, void *arg)
+{
+    r->caller_owned = true;
+    sched_spawn_remote_req(w->sched, r, fn, arg);
+}
+
 void worker_stop(struct worker *w)
 {
     if (!w)

@@ -372,6 +372,9 @@ static int conn_tls(struct conn *c, struct wharf_stream **sp)
 
     rc = wharf_tls_new(*sp, g->lg_ssl_ctx, g->lg_tls_flags, NULL, &t);
     *sp = t;
+    if (rc == 0 && (g->lg_tls_flags & WHARF_TLS_DEFERRED))
+        /* STARTTLS, later: the same bound from its start */
+        tls_set_handshake_timeout(t, g->lg_limits.lim_handshake_timeout);
     if (rc < 0 || (g->lg_tls_flags & WHARF_TLS_DEFERRED))
         return rc;
     if ((rc = wharf_tls_handshake(t)) == 0)
@@ -407,6 +410,23 @@ static void conn_prelude_failed(struct conn *c, struct wharf_stream *s, bool in_
     else
         log_limited(lim, CONF_LOG_INFO, "listener \"%s\": TLS handshake with %s failed: %s",
                     name, peer, *wharf_tls_error(s) ? wharf_tls_error(s) : wharf_strerror(rc));
+}
+
+/* STARTTLS: the handshake the handler started counts as one at accept
+ * does; a failed one (counted and logged here) is not the handler's error.
+ * Returns what the connection ended with. */
+static int conn_starttls_end(struct conn *c, struct wharf_stream *s, int rc)
+{
+    int hs;
+
+    if (wharf_tls_started(s)) {
+        conn_count_handshake(c->c_lw, s);
+        return rc;
+    }
+    if ((hs = tls_handshake_failure(s)) == 0)
+        return rc;
+    conn_prelude_failed(c, s, true, hs);
+    return 0;
 }
 
 /* What comes before the handler, within handshake_timeout of the accept:
@@ -493,8 +513,8 @@ static int conn_task(void *arg)
     timed_out = wharf_scope_cancelled_caught(&idle);
     if (tls && tls_ragged_seen(s))
         ctr_add(&c->c_lw->lw_ctr->lc_ragged_eofs, 1);
-    if (tls && (c->c_gen->lg_tls_flags & WHARF_TLS_DEFERRED) && wharf_tls_started(s))
-        conn_count_handshake(c->c_lw, s);
+    if (tls && (c->c_gen->lg_tls_flags & WHARF_TLS_DEFERRED))
+        rc = conn_starttls_end(c, s, rc);
     wharf_free(s);
     conn_end(c, rc, timed_out);
     return 0;       /* never a failure: that would cancel the listener's group */
@@ -541,20 +561,24 @@ int conn_datagrams(struct lworker *lw, struct wharf_stream *sock)
         struct wharf_scope sc;
 
         lw->lw_swapped = false;
+        lw->lw_restart_by = 0;
         if ((rc = wharf_scope_enter(&sc, WHARF_FOREVER, 0)) == 0) {
             lw->lw_accept = &sc;
             rc = pi->pi_desc->handle_datagrams(pi->pi_instance, s);
             lw->lw_accept = NULL;
             rc = wharf_scope_exit(&sc, rc);
+            if (lw->lw_restart_by > 0 && !lw->lw_stopping &&
+                wharf_scope_cancelled_caught(&sc) && wharf_clock() >= lw->lw_restart_by)
+                log_warning("listener \"%s\" on worker %u: the datagram handler did not "
+                            "restart within drain_timeout (%.1fs) of a reload: cancelled",
+                            lw->lw_lst->lst_name, lw->lw_index,
+                            g->lg_limits.lim_drain_timeout);
         }
         lgen_unref(&g);
         if (lw->lw_swapped && !lw->lw_stopping)
             continue;
-        if (rc < 0 && rc != WHARF_ECANCELLED) {
-            ctr_add(&lw->lw_ctr->lc_errors, 1);
-            log_error("listener \"%s\" on worker %u: the datagram handler failed: %s",
-                      lw->lw_lst->lst_name, lw->lw_index, wharf_strerror(rc));
-        }
+        if (rc < 0 && rc != WHARF_ECANCELLED)
+            ctr_add(&lw->lw_ctr->lc_errors, 1);     /* listener_run logs it */
         break;
     }
     wharf_free(s);

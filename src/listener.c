@@ -26,8 +26,9 @@
 #include "wharf-int.h"
 #include "wharfd.h"
 
-/* How long an accept loop pauses when the process is out of descriptors
- * (or the kernel of memory): a spinning accept would not free any. */
+/* How long an accept loop pauses after a failed accept (out of
+ * descriptors or memory, or a socket in trouble): a spinning accept would
+ * not free any. */
 #define ACCEPT_BACKOFF 0.1
 
 /* ---- generations ---------------------------------------------------------- */
@@ -138,12 +139,20 @@ static int bind_unix(const struct conf_listener *cl, const char **what)
     return rc < 0 ? rc : fd;
 }
 
+/* The main thread and a worker whose task ended on its own may both close
+ * a descriptor: whoever takes it first. */
+static void listener_close_fd(struct listener *l, size_t i)
+{
+    int fd = atomic_exchange(&l->lst_fds[i], -1);
+
+    if (fd >= 0)
+        close(fd);
+}
+
 static void listener_close_fds(struct listener *l)
 {
     for (size_t i = 0; i < l->lst_nfds; i++)
-        if (l->lst_fds[i] >= 0)
-            close(l->lst_fds[i]);
-    l->lst_nfds = 0;
+        listener_close_fd(l, i);
 }
 
 void listener_close_sockets(struct listener *l)
@@ -160,7 +169,7 @@ static int listener_bind(struct listener *l, const struct conf_listener *cl,
     size_t n = cl->lst_kind == CONF_UNIX ? 1 : l->lst_nworkers;
     int fd;
 
-    if (!(l->lst_fds = calloc(n, sizeof(int))))
+    if (!(l->lst_fds = calloc(n, sizeof(*l->lst_fds))))
         return -ENOMEM;
     while (l->lst_nfds < n) {
         if (cl->lst_kind == CONF_UNIX)
@@ -172,7 +181,8 @@ static int listener_bind(struct listener *l, const struct conf_listener *cl,
             listener_close_fds(l);
             return fd;
         }
-        l->lst_fds[l->lst_nfds++] = fd;
+        atomic_init(&l->lst_fds[l->lst_nfds], fd);
+        l->lst_nfds++;
         l->lst_unlink = cl->lst_kind == CONF_UNIX;
     }
     return 0;
@@ -248,12 +258,30 @@ static int listener_adopt(struct listener *l, const struct conf_listener *cl, in
         close(fd);
         return rc;
     }
-    if (!(l->lst_fds = calloc(1, sizeof(int)))) {
+    if (!(l->lst_fds = calloc(1, sizeof(*l->lst_fds)))) {
         close(fd);
         return -ENOMEM;
     }
-    l->lst_fds[0] = fd;
+    atomic_init(&l->lst_fds[0], fd);
     l->lst_nfds = 1;
+    return 0;
+}
+
+/* Each worker's descriptor (a dup that its task adopts) and the request
+ * that starts its task, made with the listener: starting it (at the start,
+ * or in a reload's commit) cannot fail. */
+static int listener_prepare(struct listener *l, const char **what)
+{
+    *what = "allocate";
+    if (!(l->lst_spawn = calloc(l->lst_nworkers, sizeof(*l->lst_spawn))))
+        return -ENOMEM;
+    *what = "dup";
+    for (unsigned i = 0; i < l->lst_nworkers; i++) {
+        int fd = atomic_load(&l->lst_fds[l->lst_nfds == 1 ? 0 : i]);
+
+        if ((l->lst_workers[i].lw_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+            return -errno;
+    }
     return 0;
 }
 
@@ -284,8 +312,10 @@ int listener_new(const struct conf_listener *cl, unsigned nworkers, int fd,
             close(fd);
         goto fail;
     }
+    for (unsigned i = 0; i < nworkers; i++)
+        l->lst_workers[i].lw_fd = -1;
     rc = fd >= 0 ? listener_adopt(l, cl, fd, what) : listener_bind(l, cl, what);
-    if (rc < 0)
+    if (rc < 0 || (rc = listener_prepare(l, what)) < 0)
         goto fail;
     *out = l;
     return 0;
@@ -299,8 +329,12 @@ void listener_free(struct listener *l)
     if (!l)
         return;
     listener_close_sockets(l);
-    for (unsigned i = 0; l->lst_workers && i < l->lst_nworkers; i++)
+    for (unsigned i = 0; l->lst_workers && i < l->lst_nworkers; i++) {
+        if (l->lst_workers[i].lw_fd >= 0)     /* never adopted by a task */
+            close(l->lst_workers[i].lw_fd);
         lgen_unref(&l->lst_workers[i].lw_gen);
+    }
+    free(l->lst_spawn);
     lgen_unref(&l->lst_gen);
     lst_stats_unref(&l->lst_stats);
     free(l->lst_workers);
@@ -311,11 +345,6 @@ void listener_free(struct listener *l)
 }
 
 /* ---- the task on each worker ------------------------------------------------ */
-
-static bool accept_resource_error(int rc)
-{
-    return rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM;
-}
 
 /* One accepted connection: over max_connections it is closed at once. */
 static void accept_one(struct lworker *lw, struct wharf_stream *conn)
@@ -352,15 +381,15 @@ static int accept_loop(struct lworker *lw, struct wharf_stream *sock)
             accept_one(lw, conn);
         } else if (rc == WHARF_ECANCELLED || rc == WHARF_ECLOSED) {
             break;
-        } else if (accept_resource_error(rc)) {
+        } else {
+            /* out of descriptors or memory, or a socket that fails every
+             * accept (EINVAL once shut down): a retry at once would spin
+             * on the readable socket and free nothing */
             log_limited(&l->lst_stats->ls_log, CONF_LOG_WARNING,
                         "listener \"%s\": accept: %s: pausing for %.1fs", l->lst_name,
                         wharf_strerror(rc), ACCEPT_BACKOFF);
             if (wharf_sleep(ACCEPT_BACKOFF) == WHARF_ECANCELLED)
                 break;
-        } else {
-            log_limited(&l->lst_stats->ls_log, CONF_LOG_WARNING, "listener \"%s\": accept: %s",
-                        l->lst_name, wharf_strerror(rc));
         }
     }
     lw->lw_accept = NULL;
@@ -394,32 +423,65 @@ static int adopt(struct lworker *lw, struct wharf_stream **sock)
     return rc;
 }
 
+/* A task that ended without being stopped (or restarted by a reload):
+ * its worker's SO_REUSEPORT socket would go on taking its share of the
+ * connections or datagrams, with nobody to read them. Closed, the kernel
+ * sends that share to the other workers. A shared socket (UNIX, systemd's)
+ * stays for them. */
+static void ended_on_its_own(struct lworker *lw, const char *what, int rc)
+{
+    struct listener *l = lw->lw_lst;
+    char cause[160];
+
+    if (l->lst_kind == CONF_UDP && !what)
+        snprintf(cause, sizeof(cause), "the datagram handler returned %d%s%s", rc,
+                 rc ? ": " : "", rc ? wharf_strerror(rc) : "");
+    else
+        snprintf(cause, sizeof(cause), "%s: %s", what ? what : "the accept loop ended",
+                 wharf_strerror(rc));
+    if (l->lst_nfds == l->lst_nworkers && lw->lw_index < l->lst_nfds) {
+        listener_close_fd(l, lw->lw_index);
+        log_error("listener \"%s\" on worker %u: %s; this worker's socket is closed, "
+                  "the other workers serve on", l->lst_name, lw->lw_index, cause);
+    } else {
+        log_error("listener \"%s\" on worker %u: %s; this worker no longer serves it",
+                  l->lst_name, lw->lw_index, cause);
+    }
+}
+
 int listener_run(void *arg)
 {
     struct lworker *lw = arg;
     struct listener *l = lw->lw_lst;
     struct wharf_stream *sock;
+    const char *what = NULL;
     int rc;
 
     if ((rc = adopt(lw, &sock)) < 0) {
-        log_error("listener \"%s\" on worker %u: %s", l->lst_name, lw->lw_index,
-                  wharf_strerror(rc));
+        what = "cannot use its socket";
     } else if (!(lw->lw_group = wharf_group_open())) {
-        log_error("listener \"%s\" on worker %u: out of memory", l->lst_name, lw->lw_index);
+        what = "cannot start";
+        rc = -ENOMEM;
         wharf_free(sock);
     } else if (l->lst_kind == CONF_UDP) {
         /* the datagram handler owns the socket; stopping cancels it */
-        conn_datagrams(lw, sock);
+        rc = conn_datagrams(lw, sock);
     } else {
-        accept_loop(lw, sock);
+        rc = accept_loop(lw, sock);
         wharf_free(sock);       /* this worker's socket: no more connections here */
         drain(lw);
     }
+    /* not stopped, and not cancelled with the whole worker */
+    if (!lw->lw_stopping && wharf_checkpoint_if_cancelled() != WHARF_ECANCELLED)
+        ended_on_its_own(lw, what, rc);
+    else if (l->lst_kind == CONF_UDP && rc < 0 && rc != WHARF_ECANCELLED)
+        log_error("listener \"%s\" on worker %u: the datagram handler failed: %s",
+                  l->lst_name, lw->lw_index, wharf_strerror(rc));
     if (lw->lw_group) {
         wharf_group_close(lw->lw_group, 0);
         lw->lw_group = NULL;
     }
-    lw->lw_done = true;
+    atomic_store_explicit(&lw->lw_done, true, memory_order_release);
     server_task_done(lw->lw_srv, l);
     return 0;
 }
@@ -427,11 +489,24 @@ int listener_run(void *arg)
 /* ---- reaching a worker's task, from the main thread ------------------------ */
 
 /* A small task run on lw's worker; it counts as one of the listener's
- * tasks, so that the listener outlives it. */
+ * tasks, so that the listener outlives it. Its request to the worker is
+ * part of it, so that a call made ahead (a reload's commit) cannot fail
+ * when it is sent. */
 struct lw_call {
+    struct spawn_req lc_req;        /* to the worker; lives until the task runs */
     struct lworker *lc_lw;
     struct lgen *lc_gen;            /* swap: the new generation */
 };
+
+struct lw_call *listener_call_new(void)
+{
+    return calloc(1, sizeof(struct lw_call));
+}
+
+void listener_call_free(struct lw_call *c)
+{
+    free(c);
+}
 
 static void lw_call_done(struct lw_call *c)
 {
@@ -448,7 +523,7 @@ static int stop_task(void *arg)
     struct lworker *lw = c->lc_lw;
 
     lw->lw_hard |= atomic_load(&lw->lw_hard_req);
-    if (!lw->lw_done) {
+    if (!lworker_done(lw)) {
         lw->lw_stopping = true;
         if (lw->lw_accept)
             wharf_scope_cancel(lw->lw_accept);
@@ -472,40 +547,50 @@ static int swap_task(void *arg)
     c->lc_gen = old;                /* unreferenced by lw_call_done */
     /* a datagram handler runs on with its generation: restart it, at
      * once if it waits for a datagram (none taken), else at its next
-     * receive (one it holds is still answered: meter_receive_from) */
-    if (lw->lw_lst->lst_kind == CONF_UDP && lw->lw_accept && !lw->lw_done) {
+     * receive (one it holds is still answered: meter_receive_from). One
+     * busy elsewhere, or deaf to the request (a third-party handler that
+     * never receives again), gets its drain_timeout from the first
+     * request, then its scope is cancelled (conn_datagrams warns). */
+    if (lw->lw_lst->lst_kind == CONF_UDP && lw->lw_accept && !lworker_done(lw)) {
         lw->lw_swapped = true;
-        if (lw->lw_dgram_waiting)
+        if (lw->lw_dgram_waiting) {
             wharf_scope_cancel(lw->lw_accept);
+        } else if (lw->lw_restart_by == 0) {
+            lw->lw_restart_by = wharf_clock() + old->lg_limits.lim_drain_timeout;
+            wharf_scope_set_deadline(lw->lw_accept, lw->lw_restart_by);
+        }
     }
     lw_call_done(c);
     return 0;
 }
 
-static int lw_call(struct lworker *lw, wharf_task_fn fn, struct lgen *gen)
+static void lw_call(struct lworker *lw, wharf_task_fn fn, struct lgen *gen, struct lw_call *c)
 {
-    struct lw_call *c = calloc(1, sizeof(*c));
-    int rc;
-
-    if (!c)
-        return -ENOMEM;
     c->lc_lw = lw;
     c->lc_gen = gen ? lgen_ref(gen) : NULL;
     atomic_fetch_add(&lw->lw_lst->lst_running, 1);
     atomic_fetch_add(&lw->lw_srv->srv_running, 1);
-    if ((rc = worker_spawn(lw->lw_worker, fn, c)) < 0)
-        lw_call_done(c);
-    return rc;
+    worker_spawn_req(lw->lw_worker, &c->lc_req, fn, c);
+}
+
+void listener_stop_with(struct lworker *lw, bool hard, struct lw_call *c)
+{
+    if (hard)
+        atomic_store(&lw->lw_hard_req, true);
+    lw_call(lw, stop_task, NULL, c);
 }
 
 int listener_stop(struct lworker *lw, bool hard)
 {
-    if (hard)
-        atomic_store(&lw->lw_hard_req, true);
-    return lw_call(lw, stop_task, NULL);
+    struct lw_call *c = listener_call_new();
+
+    if (!c)
+        return -ENOMEM;
+    listener_stop_with(lw, hard, c);
+    return 0;
 }
 
-int listener_swap_gen(struct lworker *lw, struct lgen *gen)
+void listener_swap_with(struct lworker *lw, struct lgen *gen, struct lw_call *c)
 {
-    return lw_call(lw, swap_task, gen);
+    lw_call(lw, swap_task, gen, c);
 }

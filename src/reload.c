@@ -3,14 +3,17 @@
  * `wharfd -t`, the start and SIGHUP all run: the file, the certificates,
  * the plugins, every problem reported. reload_run then commits a new
  * generation against the running set by listener name, in two phases:
- * first everything that can fail (binding NEW listeners, with KEEP ones
- * untouched), and only when all of it worked, the switch (KEEP listeners
- * hand their workers the new generation, DROP listeners stop accepting and
- * drain). A failed reload changes nothing.
+ * first everything that can fail (binding NEW listeners, and making every
+ * generation, request to a worker and bit of room the switch will use,
+ * with KEEP ones untouched), and only when all of it worked, the switch,
+ * which cannot fail (KEEP listeners hand their workers the new generation,
+ * DROP listeners stop accepting and drain). A failed reload changes
+ * nothing.
  * Not for: running listeners (server.c, listener.c) or parsing (conf.c).
  */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,16 +68,29 @@ static struct lst_stats *stats_of(struct server *srv, const char *name)
 struct plan {
     struct listener **p_next;       /* the new set, in the new file's order */
     bool *p_fresh;                  /* bound by this reload (NEW) */
+    struct lgen **p_gen;            /* KEEP: its new generation; NULL: it runs on */
     size_t p_n;
+    struct listener **p_drop;       /* the running ones the new file lacks */
+    size_t p_ndrop;
+    struct lw_call **p_calls;       /* the swaps and stops, made ahead */
+    size_t p_ncalls, p_used;
 };
 
 static void plan_abort(struct plan *p)
 {
-    for (size_t i = 0; i < p->p_n; i++)
-        if (p->p_fresh[i])
+    for (size_t i = 0; i < p->p_n; i++) {
+        if (p->p_fresh && p->p_fresh[i])
             listener_free(p->p_next[i]);
+        if (p->p_gen)
+            lgen_unref(&p->p_gen[i]);
+    }
+    for (size_t i = p->p_used; i < p->p_ncalls; i++)
+        listener_call_free(p->p_calls[i]);
     free(p->p_next);
     free(p->p_fresh);
+    free(p->p_gen);
+    free(p->p_drop);
+    free(p->p_calls);
 }
 
 /* Phase one: every NEW listener bound; nothing running is touched. */
@@ -86,7 +102,8 @@ static int plan_make(struct server *srv, const struct conf *conf, struct plan *p
     p->p_n = conf->conf_nlisteners;
     p->p_next = calloc(p->p_n + 1, sizeof(*p->p_next));
     p->p_fresh = calloc(p->p_n + 1, sizeof(*p->p_fresh));
-    if (!p->p_next || !p->p_fresh) {
+    p->p_gen = calloc(p->p_n + 1, sizeof(*p->p_gen));
+    if (!p->p_next || !p->p_fresh || !p->p_gen) {
         conf_errors_add(errs, 0, "%s: reload: %s", conf->conf_file, strerror(ENOMEM));
         p->p_n = 0;
         return -1;
@@ -108,54 +125,151 @@ static int plan_make(struct server *srv, const struct conf *conf, struct plan *p
     return rc;
 }
 
-/* A KEEP listener takes the new generation's settings. */
-static void keep(struct listener *l, const struct conf_listener *cl)
+static bool same_limits(const struct conf_limits *a, const struct conf_limits *b)
 {
-    struct lgen *gen = lgen_new(cl);
+    return a->lim_max_connections == b->lim_max_connections &&
+           a->lim_handshake_timeout == b->lim_handshake_timeout &&
+           a->lim_idle_timeout == b->lim_idle_timeout &&
+           a->lim_drain_timeout == b->lim_drain_timeout;
+}
+
+/* Whether a listener's generation (struct lgen) would be made of the same
+ * settings: plugin, its options, limits, PROXY header, TLS. was: the
+ * running file's listener of that name, what its generation came from
+ * (a commit applies whole or not at all). */
+static bool same_settings(const struct conf_listener *was, const struct conf_listener *cl)
+{
+    return was && was->lst_plugin && cl->lst_plugin &&
+           strcmp(was->lst_plugin, cl->lst_plugin) == 0 &&
+           json_equal(was->lst_options, cl->lst_options) &&
+           same_limits(&was->lst_limits, &cl->lst_limits) &&
+           was->lst_proxy_protocol == cl->lst_proxy_protocol &&
+           !was->lst_tls && !cl->lst_tls;
+}
+
+/* A datagram handler is restarted to take a new generation, and drops
+ * what it holds (forward's associations: every UDP flow): one whose
+ * settings did not change keeps running, with its generation and plugin
+ * instance; the instance the reload made for it is let go. A stream
+ * listener always takes the new generation, at no cost to open
+ * connections: its TLS context is built anew from the files (certificates
+ * renewed under the same names). */
+static bool runs_on(const struct listener *l, const struct conf_listener *cl,
+                    const struct conf_listener *was)
+{
+    return cl->lst_kind == CONF_UDP && l->lst_gen->lg_inst && same_settings(was, cl);
+}
+
+static bool in_plan(const struct plan *p, const struct listener *l)
+{
+    for (size_t i = 0; i < p->p_n; i++)
+        if (p->p_next[i] == l)
+            return true;
+    return false;
+}
+
+/* ncalls requests to workers, made ahead. */
+static int plan_calls(struct plan *p, size_t ncalls)
+{
+    if (!(p->p_calls = calloc(ncalls + 1, sizeof(*p->p_calls))))
+        return -ENOMEM;
+    for (; p->p_ncalls < ncalls; p->p_ncalls++)
+        if (!(p->p_calls[p->p_ncalls] = listener_call_new()))
+            return -ENOMEM;
+    return 0;
+}
+
+/* Phase one, continued: everything the switch needs, made now so that
+ * the switch cannot fail half-way: the changed KEEP listeners' new
+ * generations, a request to each of their workers and to each worker of a
+ * DROP listener, and room in the draining list. */
+static int plan_prepare(struct server *srv, const struct conf *conf, struct plan *p,
+                        struct conf_errors *errs)
+{
+    struct listener **d = NULL;
+    size_t ncalls = 0;
+
+    if (!(p->p_drop = calloc(srv->srv_nlisteners + 1, sizeof(*p->p_drop))))
+        goto nomem;
+    for (size_t i = 0; i < p->p_n; i++) {
+        const struct conf_listener *cl = &conf->conf_listeners[i];
+        struct listener *l = p->p_next[i];
+
+        if (p->p_fresh[i] ||
+            runs_on(l, cl, conf_listener_find(srv->srv_conf, cl->lst_name)))
+            continue;
+        if (!(p->p_gen[i] = lgen_new(cl)))
+            goto nomem;
+        ncalls += l->lst_nworkers;
+    }
+    for (size_t j = 0; j < srv->srv_nlisteners; j++) {
+        if (in_plan(p, srv->srv_listeners[j]))
+            continue;
+        p->p_drop[p->p_ndrop++] = srv->srv_listeners[j];
+        ncalls += srv->srv_listeners[j]->lst_nworkers;
+    }
+    if (plan_calls(p, ncalls) < 0)
+        goto nomem;
+    /* the list itself is not changed: only its room */
+    pthread_mutex_lock(&srv->srv_lock);
+    d = realloc(srv->srv_draining, (srv->srv_ndraining + p->p_ndrop + 1) * sizeof(*d));
+    if (d)
+        srv->srv_draining = d;
+    pthread_mutex_unlock(&srv->srv_lock);
+    if (d)
+        return 0;
+nomem:
+    conf_errors_add(errs, 0, "%s: reload: %s", conf->conf_file, strerror(ENOMEM));
+    return -1;
+}
+
+static struct lw_call *plan_call(struct plan *p)
+{
+    assert(p->p_used < p->p_ncalls);
+    return p->p_calls[p->p_used++];
+}
+
+/* A KEEP listener takes the new generation's settings (or its datagram
+ * handler runs on: p_gen NULL). */
+static void keep(struct plan *p, size_t i, struct conf_listener *cl)
+{
+    struct listener *l = p->p_next[i];
+    struct lgen *gen = p->p_gen[i];
 
     if (!gen) {
-        log_error("reload: listener \"%s\" keeps its old settings: out of memory", l->lst_name);
+        plugin_unref(&cl->lst_inst);
+        cl->lst_inst = plugin_ref(l->lst_gen->lg_inst);
+        log_debug("reload: listener \"%s\": unchanged: its datagram handlers run on",
+                  l->lst_name);
         return;
     }
+    p->p_gen[i] = NULL;
     if (cl->lst_kind == CONF_UNIX && cl->lst_unix_mode &&
         chmod(cl->lst_address, cl->lst_unix_mode) < 0)
         log_warning("reload: listener \"%s\": chmod %s: %s", l->lst_name, cl->lst_address,
                     strerror(errno));
     lgen_unref(&l->lst_gen);
     l->lst_gen = gen;
-    for (unsigned i = 0; i < l->lst_nworkers; i++)
-        if (!l->lst_workers[i].lw_done && listener_swap_gen(&l->lst_workers[i], gen) < 0)
-            log_error("reload: listener \"%s\" on worker %u keeps its old settings: "
-                      "out of memory", l->lst_name, i);
+    for (unsigned w = 0; w < l->lst_nworkers; w++)
+        if (!lworker_done(&l->lst_workers[w]))
+            listener_swap_with(&l->lst_workers[w], gen, plan_call(p));
 }
 
 /* Listeners of the old set that the new one lacks start draining. */
-static int drop_missing(struct server *srv, const struct plan *p)
+static void drop(struct server *srv, struct plan *p)
 {
-    size_t n = srv->srv_ndraining;
-    struct listener **d;
+    for (size_t k = 0; k < p->p_ndrop; k++) {
+        struct listener *l = p->p_drop[k];
 
-    d = realloc(srv->srv_draining, (n + srv->srv_nlisteners + 1) * sizeof(*d));
-    if (!d)
-        return -ENOMEM;
-    srv->srv_draining = d;
-    for (size_t j = 0; j < srv->srv_nlisteners; j++) {
-        struct listener *l = srv->srv_listeners[j];
-        bool kept = false;
-
-        for (size_t i = 0; i < p->p_n && !kept; i++)
-            kept = p->p_next[i] == l;
-        if (kept)
-            continue;
         l->lst_draining = true;
-        d[n++] = l;
+        srv->srv_draining[srv->srv_ndraining++] = l;
         log_info("listener \"%s\": removed: stops accepting, connections drain for up to %.1fs",
                  l->lst_name, l->lst_gen->lg_limits.lim_drain_timeout);
-        server_stop_listener(l, false);
+        for (unsigned w = 0; w < l->lst_nworkers; w++)
+            if (!lworker_done(&l->lst_workers[w]))
+                listener_stop_with(&l->lst_workers[w], false, plan_call(p));
         listener_close_sockets(l);
     }
-    srv->srv_ndraining = n;
-    return 0;
 }
 
 static double wall_clock(void)
@@ -191,8 +305,8 @@ static int fail(struct server *srv, struct conf_errors *errs)
     return -1;
 }
 
-/* Phase two: cannot fail half-way (a listener it cannot hand the new
- * settings keeps the old ones, and says so). */
+/* Phase two: the switch, with everything it needs made by phase one, so
+ * that it cannot fail: a reload applies whole or not at all. */
 static void commit(struct server *srv, struct conf *conf, struct plan *p)
 {
     struct conf *old = srv->srv_conf;
@@ -200,9 +314,8 @@ static void commit(struct server *srv, struct conf *conf, struct plan *p)
     pthread_mutex_lock(&srv->srv_lock);
     for (size_t i = 0; i < p->p_n; i++)
         if (!p->p_fresh[i])
-            keep(p->p_next[i], &conf->conf_listeners[i]);
-    if (drop_missing(srv, p) < 0)
-        log_error("reload: out of memory: removed listeners go on accepting");
+            keep(p, i, &conf->conf_listeners[i]);
+    drop(srv, p);
     free(srv->srv_listeners);
     srv->srv_listeners = p->p_next;
     srv->srv_nlisteners = p->p_n;
@@ -211,7 +324,10 @@ static void commit(struct server *srv, struct conf *conf, struct plan *p)
     for (size_t i = 0; i < p->p_n; i++)
         if (p->p_fresh[i])
             server_run_listener(srv, p->p_next[i]);
-    free(p->p_fresh);
+    /* what is left: the requests for workers that had ended */
+    p->p_next = NULL;
+    p->p_n = 0;
+    plan_abort(p);
     /* connections hold what they need of the old generation (struct lgen) */
     conf_free(old);
     log_set_level(conf->conf_log_level);
@@ -230,7 +346,7 @@ int reload_run(struct server *srv, const char *path)
     log_info("reload: loading %s", path);
     if (!(conf = reload_load(path, errs)))
         return fail(srv, errs);
-    if (plan_make(srv, conf, &p, errs) < 0) {
+    if (plan_make(srv, conf, &p, errs) < 0 || plan_prepare(srv, conf, &p, errs) < 0) {
         plan_abort(&p);
         conf_free(conf);
         return fail(srv, errs);

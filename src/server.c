@@ -177,11 +177,11 @@ static int start_workers(struct server *srv)
     return 0;
 }
 
-/* Gives worker i its task for listener l, with its own descriptor. */
+/* Gives worker i its task for listener l, with its own descriptor (both
+ * made by listener_new: this cannot fail). */
 static void spawn_lworker(struct server *srv, struct listener *l, unsigned i)
 {
     struct lworker *lw = &l->lst_workers[i];
-    int fd = l->lst_fds[l->lst_nfds == 1 ? 0 : i];
 
     lw->lw_lst = l;
     lw->lw_srv = srv;
@@ -190,15 +190,8 @@ static void spawn_lworker(struct server *srv, struct listener *l, unsigned i)
     lw->lw_ctr = &l->lst_stats->ls_ctr[i];
     lw->lw_gen = lgen_ref(l->lst_gen);
     atomic_init(&lw->lw_hard_req, false);
-    lw->lw_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (lw->lw_fd < 0 || worker_spawn(lw->lw_worker, listener_run, lw) < 0) {
-        log_error("listener \"%s\": cannot start on worker %u: %s", l->lst_name, i,
-                  strerror(lw->lw_fd < 0 ? errno : ENOMEM));
-        if (lw->lw_fd >= 0)
-            close(lw->lw_fd);
-        lw->lw_done = true;
-        server_task_done(srv, l);
-    }
+    atomic_init(&lw->lw_done, false);
+    worker_spawn_req(lw->lw_worker, &l->lst_spawn[i], listener_run, lw);
 }
 
 void server_run_listener(struct server *srv, struct listener *l)
@@ -270,7 +263,7 @@ int server_run(struct server *srv, struct conf_errors *errs)
 void server_stop_listener(struct listener *l, bool hard)
 {
     for (unsigned i = 0; i < l->lst_nworkers; i++)
-        if (!l->lst_workers[i].lw_done && listener_stop(&l->lst_workers[i], hard) < 0)
+        if (!lworker_done(&l->lst_workers[i]) && listener_stop(&l->lst_workers[i], hard) < 0)
             log_error("listener \"%s\": cannot reach worker %u to stop it", l->lst_name, i);
 }
 

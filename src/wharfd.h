@@ -293,6 +293,8 @@ struct server;
 struct worker;
 struct wharf_group;
 struct wharf_scope;
+struct spawn_req;
+struct lw_call;
 
 /* The counters of one listener on one worker. Only that worker writes them
  * (ctr_add: no locked instruction); readers sum the workers' blocks. */
@@ -348,11 +350,14 @@ struct lworker {
     struct wharf_group *lw_group;   /* while the task runs */
     struct wharf_scope *lw_accept;  /* while it accepts (UDP: runs the handler) */
     bool lw_swapped;                /* UDP: a new generation; restart the handler */
+    double lw_restart_by;           /* UDP: its scope's deadline, set by that request
+                                     * (0: none): then it is cancelled */
     bool lw_dgram_waiting;          /* UDP: the handler waits for a datagram */
     bool lw_stopping;
     bool lw_hard;                   /* cancel the connections now */
     atomic_bool lw_hard_req;        /* asked for by the main thread */
-    bool lw_done;
+    atomic_bool lw_done;            /* its task ended: set by the worker (release),
+                                     * read by the main thread (lworker_done) */
 };
 
 /* What survives a reload, by listener name: the counters (one block per
@@ -375,16 +380,25 @@ struct listener {
     char *lst_name;
     int lst_kind;                   /* enum conf_kind */
     char *lst_address;              /* as configured */
-    int *lst_fds;                   /* TCP/UDP: one per worker; UNIX or activated: one */
-    size_t lst_nfds;
+    atomic_int *lst_fds;            /* TCP/UDP: one per worker; UNIX or activated: one;
+                                     * -1 once closed (a worker closes its own when its
+                                     * task ends on its own) */
+    size_t lst_nfds;                /* fixed once bound */
     bool lst_unlink;                /* a UNIX socket file we made */
     bool lst_draining;              /* removed by a reload; connections still open */
     atomic_long lst_running;        /* its worker tasks not finished */
     struct lst_stats *lst_stats;
     struct lworker *lst_workers;    /* [nworkers] */
+    struct spawn_req *lst_spawn;    /* [nworkers]: what starts each worker's task */
     unsigned lst_nworkers;
     struct lgen *lst_gen;           /* the current generation */
 };
+
+/* Whether lw's task has ended (from any thread). */
+static inline bool lworker_done(struct lworker *lw)
+{
+    return atomic_load_explicit(&lw->lw_done, memory_order_acquire);
+}
 
 struct lgen *lgen_new(const struct conf_listener *cl);
 struct lgen *lgen_ref(struct lgen *g);
@@ -393,8 +407,10 @@ struct lst_stats *lst_stats_new(const char *name, unsigned nworkers);
 void lst_stats_unref(struct lst_stats **sp);
 /* Binds cl's sockets for nworkers workers (or adopts fd, a socket passed by
  * systemd, when fd >= 0), sharing stats (a reference is taken; NULL: new
- * ones). Returns 0 with *out, or -errno with *what naming the call that
- * failed ("bind", "listen", ...). */
+ * ones), and makes what starting its tasks takes (each worker's dup of its
+ * socket, the requests): server_run_listener cannot fail. Returns 0 with
+ * *out, or -errno with *what naming the call that failed ("bind",
+ * "listen", "dup", ...). */
 int listener_new(const struct conf_listener *cl, unsigned nworkers, int fd,
                  struct lst_stats *stats, struct listener **out, const char **what);
 /* Closes the listener's own descriptors (and removes the UNIX socket file
@@ -404,12 +420,18 @@ void listener_close_sockets(struct listener *l);
 void listener_free(struct listener *l);
 /* The task of one listener on one worker (arg: the struct lworker). */
 int listener_run(void *arg);
+/* A request to a worker's task, made ahead so that sending it cannot
+ * fail (a reload's commit); each listener_*_with consumes one. NULL: out
+ * of memory. An unsent one goes with listener_call_free. */
+struct lw_call *listener_call_new(void);
+void listener_call_free(struct lw_call *c);
 /* Asks lw's task to stop accepting (hard: and cancel its connections);
  * from the main thread. 0 or -ENOMEM. */
 int listener_stop(struct lworker *lw, bool hard);
+void listener_stop_with(struct lworker *lw, bool hard, struct lw_call *c);
 /* Hands lw's task a new generation (a reference is taken) for the
  * connections it accepts from now on; from the main thread. */
-int listener_swap_gen(struct lworker *lw, struct lgen *gen);
+void listener_swap_with(struct lworker *lw, struct lgen *gen, struct lw_call *c);
 
 /* conn.c ----------------------------------------------------------------- */
 
@@ -419,7 +441,10 @@ int listener_swap_gen(struct lworker *lw, struct lgen *gen);
  * ownership of sock, whatever happens. */
 void conn_start(struct lworker *lw, struct wharf_stream *sock);
 /* Runs the datagram handler of lw's listener on sock (owned) until the
- * listener stops; a reload restarts it with the new generation. */
+ * listener stops or the handler returns on its own; a reload that changes
+ * the listener restarts it with the new generation. Returns the handler's
+ * last result (-ENOMEM: it could not start); a negative one other than
+ * WHARF_ECANCELLED is counted in `errors`. */
 int conn_datagrams(struct lworker *lw, struct wharf_stream *sock);
 
 /* server.c --------------------------------------------------------------- */

@@ -121,7 +121,10 @@ struct wharf_plugin {
     /* Serves a datagram listener: called once per worker, in a task, with
      * that worker's UDP socket (wharf_receive_from / wharf_send_to), and
      * expected to loop until cancelled (reload, shutdown); wharfd owns the
-     * socket. Returns as handle_stream. NULL: no datagram listeners. */
+     * socket. A reload that changes the listener restarts it: return
+     * WHARF_ECANCELLED as soon as a call gives it (a handler that does not
+     * is cancelled drain_timeout after the reload). Returns as
+     * handle_stream. NULL: no datagram listeners. */
     int (*handle_datagrams)(void *instance, struct wharf_stream *socket);
 
     /* Optional: adds the instance's own figures to `out`, an empty

@@ -93,9 +93,12 @@ int wharf_tls_wrap(struct wharf_stream *inner, SSL_CTX *ctx, unsigned flags,
  * one wharfd hands a handler) over one: the bytes the buffered layer
  * already holds beyond what the handler consumed are the beginning of the
  * peer's handshake and go to TLS first. Afterwards s carries plaintext
- * over TLS. Returns as wharf_tls_handshake; WHARF_EINVAL when there is no
- * TLS stream under s (a listener without tls) or TLS was started already
- * (a listener with autostart = true, or a second call). */
+ * over TLS. Returns as wharf_tls_handshake; WHARF_ETIMEDOUT when the
+ * stream's owner bounds the handshake (wharfd: the listener's
+ * handshake_timeout; a failed or timed-out handshake counts in its
+ * handshake_failures, not in errors); WHARF_EINVAL when there is no TLS
+ * stream under s (a listener without tls) or TLS was started already (a
+ * listener with autostart = true, or a second call). */
 int wharf_start_tls(struct wharf_stream *s);
 
 /* AnyIO's unwrap: sends close_notify, waits for the peer's, and gives back

@@ -14,6 +14,11 @@
  * evicted: at most udp_max_associations per worker, and a new sender
  * beyond that takes the place of the least recently active one.
  *
+ * An association is freed by its last user: its task holds it while it
+ * runs, and the listener's task while a datagram it forwards is being
+ * sent (a send that waits on a full socket buffer may outlast the task,
+ * which ends when the association has been idle for udp_idle_timeout).
+ *
  * Datagrams are never queued: one that cannot be sent (the target's port
  * is closed and ICMP said so, a full socket buffer) is dropped, as the
  * network would. A target given by name is resolved when an association
@@ -37,6 +42,7 @@ struct assoc {
     bool a_in_scope;
     bool a_linked;                      /* in the table (not evicted yet) */
     bool a_evicted;
+    unsigned a_refs;                    /* its task; a send of the listener's */
     LIST_ENTRY(assoc) a_hash;
     TAILQ_ENTRY(assoc) a_lru;           /* least recently active first */
 };
@@ -196,11 +202,20 @@ static int relay_replies(struct udp_fwd *u, struct assoc *a)
     }
 }
 
-static void assoc_free(struct udp_fwd *u, struct assoc *a)
+/* Only tasks of one worker touch an association: no atomics. */
+static void assoc_unref(struct assoc *a)
 {
-    unlink_assoc(u, a);
+    if (--a->a_refs > 0)
+        return;
     wharf_free(a->a_sock);
     free(a);
+}
+
+/* Its task ends: out of the table, and freed once no send uses it. */
+static void assoc_end(struct udp_fwd *u, struct assoc *a)
+{
+    unlink_assoc(u, a);
+    assoc_unref(a);
 }
 
 /* Relays until idle for udp_idle_timeout, evicted, or cancelled. The
@@ -224,7 +239,7 @@ static int assoc_task(void *arg)
         a->a_in_scope = false;
         rc = wharf_scope_exit(&a->a_scope, rc);
     }
-    assoc_free(u, a);
+    assoc_end(u, a);
     return 0;           /* never a failure: that would cancel the listener */
 }
 
@@ -242,6 +257,7 @@ static int assoc_open(struct udp_fwd *u, const struct sockaddr_storage *peer,
     if (!(a = calloc(1, sizeof(*a))))
         return -ENOMEM;
     a->a_u = u;
+    a->a_refs = 1;                      /* the task's */
     a->a_peer = *peer;
     a->a_peerlen = peerlen;
     if ((rc = wharf_udp_connect(f->fwd_host, f->fwd_port, NULL, 0, &a->a_sock)) < 0) {
@@ -253,7 +269,7 @@ static int assoc_open(struct udp_fwd *u, const struct sockaddr_storage *peer,
     a->a_touched = wharf_clock();
     link_assoc(u, a);
     if ((rc = wharf_group_spawn(u->u_group, assoc_task, a)) < 0) {
-        assoc_free(u, a);
+        assoc_end(u, a);
         return rc;
     }
     fwd_count(&f->fwd_assoc_opened, 1);
@@ -272,7 +288,9 @@ static int forward_one(struct udp_fwd *u, size_t n, const struct sockaddr_storag
     if (!a && (rc = assoc_open(u, peer, peerlen, &a)) < 0)
         return rc == WHARF_ECANCELLED ? rc : 0;
     touch(u, a);
+    a->a_refs++;                        /* the send may outlast the task */
     rc = wharf_send(a->a_sock, u->u_in, n);
+    assoc_unref(a);
     if (rc == 0)
         fwd_count(&u->u_f->fwd_bytes_up, n);
     return rc == WHARF_ECANCELLED ? rc : 0;

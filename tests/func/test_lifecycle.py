@@ -341,6 +341,91 @@ class Notify(Case):
         wt.echo_roundtrip(self, c, b"x\n")
 
 
+# ---- a listener's task in trouble ------------------------------------------------------
+
+def cpu_seconds(pid):
+    """The user + system CPU time process pid has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def take_fd(pid, fd):
+    """A duplicate of descriptor fd of process pid (pidfd_getfd(2)), or None
+    where the kernel or the permissions do not allow it."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+    try:
+        r = libc.syscall(438, pidfd, fd, 0)     # SYS_pidfd_getfd (x86-64, aarch64: 438)
+    finally:
+        os.close(pidfd)
+    return r if r >= 0 else None
+
+
+class ListenerTask(Case):
+
+    def test_datagram_handler_that_returns_closes_its_socket(self):
+        """A datagram handler that returns 0 on one worker (good's, on
+        "quit"): an error line names the listener, the worker and the
+        result, and that worker's SO_REUSEPORT socket is closed, so that
+        the kernel sends every sender to the other worker: none is lost to
+        a socket nobody reads."""
+        d = self.start([listener("dg", "udp", {"plugin": "good", "greeting": "g:",
+                                               "datagrams": "echo"})],
+                       {"plugin_dir": wt.TEST_PLUGIN_DIR})
+        addr = d.addr("dg")
+        q = self.client(wt.udp_socket())
+        q.sendto(b"quit", addr)
+        m = wt.wait_for_log(d, r' error: listener "dg" on worker [01]: the datagram handler '
+                            r"returned 0; this worker's socket is closed", 5.0)
+        self.assertIsNotNone(m, "no error line for the handler that returned; log:\n" + d.log())
+        lost = []
+        for i in range(24):
+            c = wt.udp_socket(timeout=1.0)
+            try:
+                c.sendto(b"n%d" % i, addr)
+                try:
+                    self.assertEqual(c.recvfrom(100)[0], b"g:n%d" % i)
+                except socket.timeout:
+                    lost.append(c.getsockname()[1])
+            finally:
+                c.close()
+        self.assertEqual(lost, [], "senders (by source port) that no worker answered, "
+                         "of 24; log:\n" + d.log())
+        self.assertRunning(d, "a datagram handler that returned")
+
+    def test_accept_error_does_not_spin(self):
+        """Listening sockets that fail every accept (shut down under wharfd:
+        EINVAL): the accept loops pause between tries, as for EMFILE,
+        instead of spinning on the CPU; the error is logged, rate-limited,
+        and wharfd stops cleanly."""
+        d = self.start([listener("e", "tcp", "echo")])
+        port = d.addr("e")[1]
+        listening = set(wt.listening_inodes(port))
+        self.assertEqual(len(listening), 2, "listening sockets on the port (2 workers)")
+        fds = {ino: fd for fd, ino in wt.socket_inodes(d.pid).items() if ino in listening}
+        taken = [take_fd(d.pid, fd) for fd in fds.values()]
+        if None in taken:
+            self.skipTest("pidfd_getfd(2) is not available here")
+        for fd in taken:
+            s = socket.socket(fileno=fd)
+            s.shutdown(socket.SHUT_RD)      # a listening socket: closed, accept fails
+            s.close()
+        self.assertIsNotNone(wt.wait_for_log(d, r'warning: listener "e": accept: ', 5.0),
+                             "no log line for the failing accept; log:\n" + d.log())
+        t0 = cpu_seconds(d.pid)
+        time.sleep(1.0)
+        used = cpu_seconds(d.pid) - t0
+        self.assertLess(used, 0.3, "wharfd used %.2f s of CPU in 1 s of failing accepts" % used)
+        lines = re.findall(r'listener "e": accept: ', d.log())
+        self.assertLess(len(lines), 6, "accept failures logged more than once a second")
+        self.assertRunning(d, "failing accepts")
+
+
 # ---- (g) socket activation -------------------------------------------------------------
 
 @unittest.skipUnless(SOCKET_ACTIVATE, "systemd-socket-activate not found (Debian package "

@@ -285,6 +285,74 @@ class KeepDatagrams(ReloadCase):
             self.assertEqual(u.recvfrom(100)[0], b"three")
         self.assertRunning(d, "reloads of a UDP listener")
 
+    def test_deaf_handler_is_cancelled_after_drain_timeout(self):
+        """A third-party datagram handler that does not return when a
+        reload asks it to restart (good's, asleep after "sleep") gets the
+        listener's drain_timeout, then its scope is cancelled with a
+        warning naming the listener, and the new handler serves."""
+        def dg(greeting):
+            return listener("dg", "udp", {"plugin": "good", "greeting": greeting,
+                                          "datagrams": "echo"}, drain_timeout=1.0)
+        d = self.start([dg("one:")], {"workers": 1, "plugin_dir": wt.TEST_PLUGIN_DIR})
+        u = self.client(wt.udp_socket())
+        addr = d.addr("dg")
+        u.sendto(b"ping", addr)
+        self.assertEqual(u.recvfrom(100)[0], b"one:ping")
+        u.sendto(b"sleep", addr)
+        time.sleep(0.2)                 # taken: the handler sleeps
+        d.reconf([dg("two:")])
+        t0 = time.monotonic()
+        self.reload_ok(d, "greeting one: -> two:")
+        u.sendto(b"pong", addr)
+        self.assertEqual(u.recvfrom(100)[0], b"two:pong",
+                         "the datagram after the reload, answered by the new handler")
+        took = time.monotonic() - t0
+        self.assertGreaterEqual(took, 0.8, "answered %.2f s after the reload" % took)
+        self.assertLess(took, 3.0, "answered %.2f s after the reload, drain_timeout 1" % took)
+        self.assertRegex(d.log(), r' warning: listener "dg" on worker 0: the datagram handler '
+                         r"did not restart within drain_timeout \(1\.0s\) of a reload: cancelled")
+        self.assertRunning(d, "a deaf datagram handler")
+
+    def test_unchanged_udp_forward_keeps_its_associations(self):
+        """A reload that changes only another listener leaves a UDP
+        forward listener's handler running: a client's association (the
+        source port the target sees from wharfd) survives, and the
+        target's replies still reach the client on its port."""
+        backend = wt.udp_socket()
+        self.addCleanup(backend.close)
+        seen = []
+
+        def run():
+            while True:
+                try:
+                    data, frm = backend.recvfrom(70000)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                seen.append(frm[1])
+                backend.sendto(b"re:" + data, frm)
+        threading.Thread(target=run, daemon=True).start()
+        fwd = {"plugin": "forward", "target": "127.0.0.1:%d" % backend.getsockname()[1],
+               "udp_idle_timeout": 60.0}
+        d = self.start([listener("fwd", "udp", fwd), listener("other", "tcp", "echo")])
+        c = wt.udp_socket()
+        self.addCleanup(c.close)
+        addr = d.addr("fwd")
+        c.sendto(b"before", addr)
+        self.assertEqual(c.recvfrom(100)[0], b"re:before")
+        for handler in ("hello", "echo"):
+            d.reconf([listener("fwd", "udp", fwd), listener("other", "tcp", handler)])
+            self.reload_ok(d, "another listener's plugin -> " + handler)
+            c.sendto(b"after " + handler.encode(), addr)
+            self.assertEqual(c.recvfrom(100)[0], b"re:after " + handler.encode(),
+                             "the client's flow after the reload")
+        self.assertEqual(len(seen), 3, "datagrams at the target")
+        self.assertEqual(len(set(seen)), 1,
+                         "the target saw wharfd's datagrams from ports %s: a reload that "
+                         "changed another listener dropped the association" % seen)
+        self.assertEchoes(d, "other")
+
 
 class BrokenReload(ReloadCase):
     """Each broken file would also remove "echo", change hello's max_line to

@@ -4,11 +4,14 @@ with tls.autostart = false: PLAIN lines, STARTTLS (no reply, then the
 handshake on the same connection), TLS lines, STARTTLS twice, QUIT -> BYE
 and a clean close; STARTTLS and the ClientHello in one write (and a line,
 STARTTLS and the ClientHello in one write); a handshake that fails; a
-listener without tls (ERR TLS not available); starttls on UDP (-t, 78)."""
+STARTTLS handshake counted and bounded like one at accept; a listener
+without tls (ERR TLS not available); starttls on UDP (-t, 78)."""
 
+import json
 import re
 import ssl
 import sys
+import time
 
 sys.dont_write_bytecode = True     # nothing written next to the sources
 import wharftest as wt  # noqa: E402
@@ -161,6 +164,83 @@ class StartTls(wt.TestCase):
         self.say(raw, b"hi", b"PLAIN hi")
         raw.sendall(b"QUIT\n")
         self.assertEqual(wt.recv_all(raw), b"BYE\n")
+
+
+def get_stats(d, name):
+    """GET /stats on the stats listener name, as JSON."""
+    s = d.connect(name)
+    try:
+        s.sendall(b"GET /stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = wt.recv_all(s)
+    finally:
+        s.close()
+    return json.loads(data.split(b"\r\n\r\n", 1)[1])
+
+
+class StartTlsLimits(wt.TestCase):
+    """A STARTTLS handshake is a listener's TLS handshake: bounded by its
+    handshake_timeout (from the STARTTLS), and a failed or timed-out one
+    counts in handshake_failures, not errors (SPEC.md section 6)."""
+
+    def setUp(self):
+        super().setUp()
+        self.ca, cert = pki()
+        self.d = self.start([
+            listener("st", "tcp", "starttls", handshake_timeout=1.0,
+                     tls={"certificate": cert.cert, "key": cert.key, "autostart": False}),
+            listener("stats", "tcp", "stats"),
+        ])
+
+    def ended(self, want):
+        """The st counters once `want` connections have closed."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            st = get_stats(self.d, "stats")["listeners"]["st"]
+            if st["closed"] >= want or time.monotonic() > deadline:
+                return st
+            time.sleep(0.05)
+
+    def test_garbage_after_starttls(self):
+        raw = self.connect(self.d, "st")
+        raw.sendall(b"hi\n")
+        self.assertEqual(wt.recv_exact(raw, 9), b"PLAIN hi\n")
+        raw.sendall(b"STARTTLS\nthis is no ClientHello\r\n\r\n" + bytes(range(256)))
+        wt.recv_all(raw, timeout=3.0, allow_reset=True)
+        st = self.ended(1)
+        self.assertEqual((st["closed"], st["handshake_failures"], st["errors"],
+                          st["handshakes"]), (1, 1, 0, 0),
+                         "closed, handshake_failures, errors, handshakes: %s" % st)
+        self.assertIsNotNone(wt.wait_for_log(
+            self.d, r'listener "st": TLS handshake with 127\.0\.0\.1:\d+ failed: '), self.d.log())
+
+    def test_nothing_after_starttls(self):
+        raw = self.connect(self.d, "st")
+        raw.sendall(b"hi\n")
+        self.assertEqual(wt.recv_exact(raw, 9), b"PLAIN hi\n")
+        raw.sendall(b"STARTTLS\n")
+        t0 = time.monotonic()
+        self.assertEqual(wt.recv_all(raw, timeout=5.0, allow_reset=True), b"",
+                         "a client silent after STARTTLS got bytes")
+        took = time.monotonic() - t0
+        self.assertGreaterEqual(took, 0.8, "closed %.2f s after STARTTLS" % took)
+        self.assertLess(took, 3.0, "closed %.2f s after STARTTLS, handshake_timeout 1" % took)
+        st = self.ended(1)
+        self.assertEqual((st["handshake_failures"], st["errors"], st["timeouts"]), (1, 0, 0),
+                         "handshake_failures, errors, timeouts: %s" % st)
+        self.assertIsNotNone(wt.wait_for_log(
+            self.d, r'listener "st": TLS handshake with 127\.0\.0\.1:\d+: not finished within '
+            r'handshake_timeout \(1\.0s\)'), self.d.log())
+
+    def test_good_starttls_is_a_handshake(self):
+        raw = self.connect(self.d, "st")
+        raw.sendall(b"STARTTLS\n")
+        s = self.client(wt.tls_client_context(self.ca).wrap_socket(
+            raw, server_hostname=HOST, suppress_ragged_eofs=False))
+        s.sendall(b"QUIT\n")
+        self.assertEqual(wt.recv_all(s), b"BYE\n")
+        st = self.ended(1)
+        self.assertEqual((st["handshakes"], st["handshake_failures"], st["errors"]), (1, 0, 0),
+                         "handshakes, handshake_failures, errors: %s" % st)
 
 
 class StartTlsConfig(wt.TestCase):

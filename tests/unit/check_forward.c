@@ -1631,6 +1631,38 @@ static int t_udp_eviction(void *arg)
 START_TEST(udp_eviction) { TU_RUN(t_udp_eviction, NULL); }
 END_TEST
 
+/* A send to the target that outlasts udp_idle_timeout: the association's
+ * task ends (idle) while the listener's task is still in the send, which
+ * must go on with the association alive (ASan saw the socket freed under
+ * it). With a timeout of a nanosecond, the send's checkpoint is enough:
+ * the new association's task runs there and finds itself idle. */
+static int t_udp_send_outlives_idle(void *arg)
+{
+    struct wharf_group *tg = wharf_group_open();
+    struct udp_fwd_run u = { 0 };
+    struct udp_target t = { 0 };
+    struct wharf_stream *a;
+    int i;
+
+    udp_setup(&u, &t, "\"udp_idle_timeout\": 1e-9", tg);
+    TU_ASSERT_RC(wharf_udp_open("127.0.0.1", 0, 0, &a), 0);
+    for (i = 0; i < 3; i++) {
+        TU_ASSERT_RC(wharf_send_to(a, "late", 4, (struct sockaddr *)&u.addr, u.addrlen), 0);
+        TU_ASSERT_RC(wharf_sleep(0.05), 0);
+    }
+    for (i = 0; i < 100 && t.seen < 3; i++)
+        TU_ASSERT_RC(wharf_sleep(0.01), 0);
+    ck_assert_uint_eq(t.seen, 3);           /* each sent, on a live socket */
+    ck_assert_int_eq(stat_of(u.instance, "bytes_up"), 3 * 4);
+    ck_assert_int_eq(stat_of(u.instance, "udp_associations"), 3);
+    ck_assert_int_eq(stat_of(u.instance, "udp_associations_active"), 0);
+    wharf_free(a);
+    udp_teardown(&u, &t, tg);
+    return 0;
+}
+START_TEST(udp_send_outlives_idle) { TU_RUN(t_udp_send_outlives_idle, NULL); }
+END_TEST
+
 /* One test case per area, so that CK_RUN_CASE=tls runs only those. */
 static TCase *area(Suite *s, const char *name)
 {
@@ -1674,6 +1706,7 @@ static Suite *forward_suite(void)
     tcase_add_test(tc, udp_associations);
     tcase_add_test(tc, udp_idle);
     tcase_add_test(tc, udp_eviction);
+    tcase_add_test(tc, udp_send_outlives_idle);
     return s;
 }
 

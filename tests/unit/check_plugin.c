@@ -185,7 +185,7 @@ START_TEST(options_rejected)
     struct plugin_error err;
 
     ck_assert_str_eq(refusal("good", &stream_env, "{\"greeting\": \"hi\", \"colour\": 1}", &err),
-                     "unknown option (good knows: greeting)");
+                     "unknown option (good knows: greeting, datagrams)");
     ck_assert_str_eq(err.pe_key, "colour");
     ck_assert_str_eq(refusal("good", &stream_env, "{\"greeting\": 5}", &err),
                      "must be a string");
@@ -386,7 +386,7 @@ static const struct bad bad_configs[] = {
       "3: listeners.[0].handler: plugin \"no_handler\" cannot serve udp listeners" },
     { "listeners = ( { name = \"a\"; tcp = \"127.0.0.1:1\"; handler = { plugin = \"good\";\n"
       "  greeting = \"hi\";\n  colour = \"red\"; }; } );\n",
-      "4: listeners.[0].handler.colour: unknown option (good knows: greeting)" },
+      "4: listeners.[0].handler.colour: unknown option (good knows: greeting, datagrams)" },
     { "listeners = ( { name = \"a\"; tcp = \"127.0.0.1:1\"; handler = {\n"
       "  plugin = \"good\";\n  fail = \"\"; }; } );\n",
       "3: listeners.[0].handler.plugin: out of memory" },
