@@ -738,7 +738,7 @@ static int tls_start_handshake(struct tls *t)
     if (rc == WHARF_ETIMEDOUT) {
         /* OpenSSL stopped in the middle: nothing more can go over it */
         t->t_broken = t->t_fatal = true;
-        snprintf(t->t_error, sizeof(t->t_error), "not finished in time");
+        tls_errorf(t, "not finished in time");
     }
     if (rc < 0 && rc != WHARF_ECANCELLED && rc != -ENOMEM)
         t->t_hs_failed = rc;
