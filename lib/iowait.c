@@ -19,6 +19,10 @@ static void iowait_cb(evutil_socket_t fd, short what, void *arg)
     struct iowait *w = arg;
 
     (void)fd;
+    if (what & EV_CLOSED) {
+        w->rd_hup = true;       /* the peer's end came with this edge */
+        what |= EV_READ;
+    }
     if (what & EV_READ)
         w->rd_eagain = false;
     if ((what & EV_READ) && w->rd)
@@ -44,8 +48,13 @@ static int iowait_add(struct iowait *w, struct sched *s)
 {
     if (!w->added) {
         w->sched = s;
+        /* EV_CLOSED (epoll's EPOLLRDHUP): an edge says whether the peer's
+         * end came with it, so a short read can count as a drained socket
+         * (socket.c) without missing an end that nothing will signal again */
+        w->early_close = event_base_get_features(s->base) & EV_FEATURE_EARLY_CLOSE;
         if (event_assign(&w->ev, w->sched->base, w->fd,
-                         EV_READ | EV_WRITE | EV_ET | EV_PERSIST, iowait_cb, w) != 0 ||
+                         EV_READ | EV_WRITE | EV_ET | EV_PERSIST |
+                         (w->early_close ? EV_CLOSED : 0), iowait_cb, w) != 0 ||
             event_add(&w->ev, NULL) != 0)
             return -ENOMEM;
         w->added = true;

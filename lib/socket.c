@@ -264,11 +264,24 @@ static ssize_t sock_receive_nowait(struct wharf_stream *s, void *buf, size_t max
         return WHARF_ECLOSED;
     if (k->sk_eof)
         return WHARF_EOF;
+    /* no read edge since a read drained the socket: recv would say EAGAIN
+     * (bytes or an end that came since have an edge queued, which wakes
+     * the wait), so the syscall is saved; as nginx does, only where the
+     * loop reports the peer's end with the edge (an end that came with
+     * the last one is still to be read) and only once it watches. */
+    if (k->sk_iow.rd_eagain && k->sk_iow.added && k->sk_iow.early_close &&
+        !k->sk_iow.rd_hup)
+        return WHARF_EWOULDBLOCK;
     do
         n = recv(k->sk_fd, buf, max, 0);
     while (n < 0 && errno == EINTR);
-    if (n > 0)
+    if (n > 0) {
+        /* less than asked for: the socket is drained (edge-triggered:
+         * nginx and HAProxy count on it too) */
+        if ((size_t)n < max)
+            k->sk_iow.rd_eagain = true;
         return n;
+    }
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             k->sk_iow.rd_eagain = true;

@@ -221,7 +221,9 @@ struct iowait {
     struct sched *sched;
     int fd;
     bool added;
-    bool rd_eagain;     /* a read said EAGAIN and no read edge came since */
+    bool rd_eagain;     /* a read said EAGAIN (or drained it) and no read edge came since */
+    bool early_close;   /* the loop reports the peer's end with the edge (EV_CLOSED) */
+    bool rd_hup;        /* ... and it did: a read must still see it */
 };
 void iowait_init(struct iowait *w, int fd);
 /* Waits until fd is readable (EV_READ), writable (EV_WRITE), or either (both
