@@ -829,6 +829,33 @@ START_TEST(ciphersuites_configured)
 }
 END_TEST
 
+/* Without ciphersuites, a client that prefers AES-256 (OpenSSL's own
+ * order) gets TLS_AES_128_GCM_SHA256: the server's order, Mozilla's. */
+START_TEST(ciphersuites_default)
+{
+    SSL_CTX *ctx, *cctx = client_ctx(0, NULL);
+    struct conf *conf = load_ok(EC_PAIR, &ctx);
+    struct pair p;
+
+    ck_assert_int_eq(SSL_CTX_set_ciphersuites(cctx, "TLS_AES_256_GCM_SHA384:"
+                                              "TLS_CHACHA20_POLY1305_SHA256:"
+                                              "TLS_AES_128_GCM_SHA256"), 1);
+    ck_assert(handshake(ctx, cctx, NULL, &p));
+    ck_assert_int_eq(SSL_version(p.pr_s), TLS1_3_VERSION);
+    ck_assert_str_eq(SSL_CIPHER_get_name(SSL_get_current_cipher(p.pr_s)),
+                     "TLS_AES_128_GCM_SHA256");
+    pair_free(&p);
+    /* a client without it still gets one of the others */
+    ck_assert_int_eq(SSL_CTX_set_ciphersuites(cctx, "TLS_CHACHA20_POLY1305_SHA256"), 1);
+    ck_assert(handshake(ctx, cctx, NULL, &p));
+    ck_assert_str_eq(SSL_CIPHER_get_name(SSL_get_current_cipher(p.pr_s)),
+                     "TLS_CHACHA20_POLY1305_SHA256");
+    pair_free(&p);
+    SSL_CTX_free(cctx);
+    conf_free(conf);
+}
+END_TEST
+
 /* ---- resumption ------------------------------------------------------------------- */
 
 /* A full handshake against server; the client's session (with its ticket)
@@ -1003,6 +1030,7 @@ static Suite *suite(void)
     tcase_add_test(tc, default_ciphers_aead_only);
     tcase_add_test(tc, ciphers_configured);
     tcase_add_test(tc, ciphersuites_configured);
+    tcase_add_test(tc, ciphersuites_default);
     tcase_add_loop_test(tc, tickets_resume, 0, 2);
     tcase_add_loop_test(tc, tickets_resume_client_cert, 0, 2);
     tcase_add_loop_test(tc, tickets_off, 0, 2);
