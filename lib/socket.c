@@ -26,11 +26,14 @@ struct sock {
     int sk_fd;                      /* -1 once closed */
     int sk_family;
     struct iowait sk_iow;
-    struct addr_one sk_peer;        /* streams: the remote address */
     bool sk_closed;
     bool sk_eof;                    /* the peer finished: EOF from now on */
     bool sk_broken;                 /* a reset was seen: a later 0 is no EOF */
     bool sk_wrshut;                 /* send_eof was called */
+    socklen_t sk_peerlen;
+    /* streams: the remote address, as long as it is (an IPv4 peer: 16
+     * bytes, not a sockaddr_storage's 128; one per idle connection twice) */
+    _Alignas(struct sockaddr_storage) unsigned char sk_peer[];
 };
 
 static const struct wharf_stream_ops sock_tcp_ops, sock_unix_ops;
@@ -188,13 +191,17 @@ int sock_getattr_fd(int fd, int family, const struct addr_one *peer, int attr,
 
 /* ---- the socket object -------------------------------------------------- */
 
-static struct sock *sock_new(int fd, int family, bool listener)
+static struct sock *sock_new(int fd, int family, bool listener, const struct addr_one *peer)
 {
-    struct sock *k = calloc(1, sizeof(*k));
+    socklen_t peerlen = peer && peer->len <= sizeof(peer->ss) ? peer->len : 0;
+    struct sock *k = calloc(1, sizeof(*k) + peerlen);
     const struct wharf_stream_ops *ops;
 
     if (!k)
         return NULL;
+    if (peerlen)
+        memcpy(k->sk_peer, &peer->ss, peerlen);
+    k->sk_peerlen = peerlen;
     if (listener)
         ops = family == AF_UNIX ? &sock_unix_listener_ops : &sock_tcp_listener_ops;
     else
@@ -210,12 +217,10 @@ static struct sock *sock_new(int fd, int family, bool listener)
 static int sock_adopt(int fd, int family, bool listener, const struct addr_one *peer,
                       struct wharf_stream **out)
 {
-    struct sock *k = sock_new(fd, family, listener);
+    struct sock *k = sock_new(fd, family, listener, peer);
 
     if (!k)
         return -ENOMEM;
-    if (peer)
-        k->sk_peer = *peer;
     *out = &k->sk_base;
     return 0;
 }
@@ -393,11 +398,12 @@ static int sock_getattr(struct wharf_stream *s, int attr, void *out, size_t *len
 {
     struct sock *k = (struct sock *)s;
     bool listener = s->ops->accept != NULL;
+    struct addr_one peer = { .len = k->sk_peerlen };
 
     if (k->sk_closed)
         return WHARF_ECLOSED;
-    return sock_getattr_fd(k->sk_fd, k->sk_family, listener ? NULL : &k->sk_peer,
-                           attr, out, len);
+    memcpy(&peer.ss, k->sk_peer, k->sk_peerlen);
+    return sock_getattr_fd(k->sk_fd, k->sk_family, listener ? NULL : &peer, attr, out, len);
 }
 
 /* Closes a socket that tasks may be waiting on: wakes them first (they then
