@@ -265,19 +265,43 @@ struct conn {
     struct lworker *c_lw;
     struct lgen *c_gen;                 /* the generation it started under */
     struct wharf_stream *c_sock;
-    struct sockaddr_storage c_peer;     /* for the log: the client (PROXY: the named one) */
+    /* for the log: the client (PROXY: the named one), an IP address (the
+     * log says "a local client" for any other): 28 bytes, not 128 */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } c_peer;
     socklen_t c_peerlen;
-    struct proxy_hdr c_proxy;
+    struct proxy_hdr *c_proxy;          /* a PROXY listener's header, or NULL */
     bool c_proxied;                     /* c_proxy names the client */
     const char *c_why;                  /* a bad PROXY header: what is wrong */
 };
 
 static const char *conn_peer(const struct conn *c, char *buf, size_t size)
 {
-    if (c->c_peerlen == 0 || c->c_peer.ss_family == AF_UNIX ||
-        wharf_addr_format((const struct sockaddr *)&c->c_peer, c->c_peerlen, buf, size) < 0)
+    if (c->c_peerlen == 0 || wharf_addr_format(&c->c_peer.sa, c->c_peerlen, buf, size) < 0)
         snprintf(buf, size, "a local client");
     return buf;
+}
+
+/* Keeps an IP address for the log (anything else: c_peerlen 0). */
+static void conn_set_peer(struct conn *c, const struct sockaddr_storage *ss, socklen_t len)
+{
+    c->c_peerlen = 0;
+    if ((ss->ss_family == AF_INET || ss->ss_family == AF_INET6) && len <= sizeof(c->c_peer)) {
+        memcpy(&c->c_peer, ss, len);
+        c->c_peerlen = len;
+    }
+}
+
+static void conn_note_peer(struct conn *c, struct wharf_stream *s)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (wharf_getattr_addr(s, WHARF_ATTR_REMOTE_ADDRESS, &ss, &len) == 0)
+        conn_set_peer(c, &ss, len);
 }
 
 /* Write EOF, then drop what the peer still sends, until its EOF or for a
@@ -322,6 +346,7 @@ static void conn_end(struct conn *c, int rc, bool timed_out)
     ctr_add(&lw->lw_ctr->lc_closed, 1);
     atomic_fetch_sub(&l->lst_stats->ls_active, 1);
     lgen_unref(&c->c_gen);
+    free(c->c_proxy);
     free(c);
 }
 
@@ -351,12 +376,13 @@ static int conn_proxy(struct conn *c, struct wharf_stream **sp)
         return -ENOMEM;
     }
     *sp = b;
-    if ((rc = proxy_read(b, &c->c_proxy, &c->c_why)) < 0)
+    if (!(c->c_proxy = calloc(1, sizeof(*c->c_proxy))))
+        return -ENOMEM;
+    if ((rc = proxy_read(b, c->c_proxy, &c->c_why)) < 0)
         return rc;
-    if (!c->c_proxy.ph_local) {
+    if (!c->c_proxy->ph_local) {
         c->c_proxied = true;
-        memcpy(&c->c_peer, &c->c_proxy.ph_src, sizeof(c->c_peer));
-        c->c_peerlen = c->c_proxy.ph_srclen;
+        conn_set_peer(c, &c->c_proxy->ph_src, c->c_proxy->ph_srclen);
     }
     return 0;
 }
@@ -473,7 +499,7 @@ static struct wharf_stream *conn_wrap(struct conn *c, struct wharf_stream *s,
     s = meter_new(s, &meter_stream_ops, c->c_lw->lw_ctr, idle,
                   c->c_gen->lg_limits.lim_idle_timeout);
     if (s && c->c_proxied)
-        ((struct meter *)s)->m_proxy = &c->c_proxy;
+        ((struct meter *)s)->m_proxy = c->c_proxy;
     if (s && !(b = wharf_buffered_new(s))) {
         wharf_free(s);
         return NULL;
@@ -491,9 +517,7 @@ static int conn_task(void *arg)
     int rc;
 
     c->c_sock = NULL;
-    c->c_peerlen = sizeof(c->c_peer);
-    if (wharf_getattr_addr(s, WHARF_ATTR_REMOTE_ADDRESS, &c->c_peer, &c->c_peerlen) < 0)
-        c->c_peerlen = 0;
+    conn_note_peer(c, s);
     if ((rc = conn_prelude(c, &s)) < 0) {
         /* counted already (errors or handshake_failures) */
         conn_end(c, rc == -ENOMEM ? rc : 0, false);
