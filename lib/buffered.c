@@ -25,7 +25,9 @@
 
 struct buffered {
     struct wharf_stream bs_head;     /* first: the handle; inner = the wrapped stream */
-    struct evbuffer *bs_buf;         /* received, not yet returned */
+    struct evbuffer *bs_buf;         /* received, not yet returned; made at the first
+                                      * bytes to keep (a handler that never uses
+                                      * receive_until holds none) */
     bool bs_closed;
     /* Inner receives land in the thread's scratch area, or in this buffer
      * for an inner stream that needs one (stream_receive_scratch), not in
@@ -40,6 +42,19 @@ static const struct wharf_stream_ops buffered_ops;
 static struct buffered *buffered_of(const struct wharf_stream *s)
 {
     return s && s->ops == &buffered_ops ? (struct buffered *)(uintptr_t)s : NULL;
+}
+
+static size_t bs_len(const struct buffered *b)
+{
+    return b->bs_buf ? evbuffer_get_length(b->bs_buf) : 0;
+}
+
+/* The buffer, made on first use; NULL: out of memory. */
+static struct evbuffer *bs_get(struct buffered *b)
+{
+    if (!b->bs_buf)
+        b->bs_buf = evbuffer_new();
+    return b->bs_buf;
 }
 
 struct evbuffer *buffered_evbuffer(struct wharf_stream *s)
@@ -57,7 +72,7 @@ static ssize_t buffered_receive(struct wharf_stream *s, void *buf, size_t max)
 
     if (b->bs_closed)
         return WHARF_ECLOSED;
-    if (evbuffer_get_length(b->bs_buf) > 0)
+    if (bs_len(b) > 0)
         return evbuffer_remove(b->bs_buf, buf, max);
     return wharf_receive(s->inner, buf, max);
 }
@@ -68,7 +83,7 @@ static ssize_t buffered_receive_nowait(struct wharf_stream *s, void *buf, size_t
 
     if (b->bs_closed)
         return WHARF_ECLOSED;
-    if (evbuffer_get_length(b->bs_buf) > 0)
+    if (bs_len(b) > 0)
         return evbuffer_remove(b->bs_buf, buf, max);
     return wharf_receive_nowait(s->inner, buf, max);
 }
@@ -101,7 +116,7 @@ static int buffered_wait(struct wharf_stream *s, unsigned events)
 
     if (b->bs_closed)
         return WHARF_ECLOSED;
-    if ((events & WHARF_READABLE) && evbuffer_get_length(b->bs_buf) > 0)
+    if ((events & WHARF_READABLE) && bs_len(b) > 0)
         return 0;
     return wharf_wait(s->inner, events);
 }
@@ -113,7 +128,7 @@ static int buffered_notify_readable(struct wharf_stream *s, void (*fn)(void *arg
 
     if (fn && b->bs_closed)
         return WHARF_ECLOSED;
-    if (fn && evbuffer_get_length(b->bs_buf) > 0)
+    if (fn && bs_len(b) > 0)
         return 1;
     return wharf_notify_readable(s->inner, fn, arg);
 }
@@ -131,7 +146,8 @@ static int buffered_close(struct wharf_stream *s)
     if (b->bs_closed)
         return 0;
     b->bs_closed = true;
-    evbuffer_drain(b->bs_buf, evbuffer_get_length(b->bs_buf));
+    if (b->bs_buf)
+        evbuffer_drain(b->bs_buf, bs_len(b));
     return wharf_close(s->inner);
 }
 
@@ -140,7 +156,8 @@ static void buffered_free(struct wharf_stream *s)
     struct buffered *b = buffered_of(s);
 
     wharf_free(s->inner);
-    evbuffer_free(b->bs_buf);
+    if (b->bs_buf)
+        evbuffer_free(b->bs_buf);
     free(b->bs_own);
     free(b);
 }
@@ -169,10 +186,6 @@ struct wharf_stream *wharf_buffered_new(struct wharf_stream *inner)
         return NULL;
     if (!(b = calloc(1, sizeof(*b))))
         return NULL;
-    if (!(b->bs_buf = evbuffer_new())) {
-        free(b);
-        return NULL;
-    }
     wharf_stream_init(&b->bs_head, &buffered_ops, inner);
     return &b->bs_head;
 }
@@ -221,7 +234,7 @@ static ssize_t buffered_fill(struct buffered *b, size_t want)
         return n;
     if (b->bs_closed)
         return WHARF_ECLOSED;
-    if (evbuffer_add(b->bs_buf, data, (size_t)n) < 0)
+    if (!bs_get(b) || evbuffer_add(b->bs_buf, data, (size_t)n) < 0)
         return -ENOMEM;
     return n;
 }
@@ -231,7 +244,9 @@ static ssize_t buffered_exactly(struct buffered *b, void *buf, size_t n)
     size_t have;
     ssize_t r;
 
-    while ((have = evbuffer_get_length(b->bs_buf)) < n) {
+    if (n == 0)
+        return 0;
+    while ((have = bs_len(b)) < n) {
         if ((r = buffered_fill(b, n - have)) < 0)
             return r;
     }
@@ -259,7 +274,7 @@ static ssize_t buffered_search(struct buffered *b, const void *delim, size_t dle
                                size_t from, size_t max)
 {
     struct evbuffer_ptr start, end, hit;
-    size_t have = evbuffer_get_length(b->bs_buf);
+    size_t have = bs_len(b);
     size_t stop = have;
 
     if (have < dlen || from > have - dlen)
@@ -301,7 +316,7 @@ static ssize_t buffered_until(struct buffered *b, const void *delim, size_t dlen
             evbuffer_drain(b->bs_buf, dlen);
             return at;
         }
-        have = evbuffer_get_length(b->bs_buf);
+        have = bs_len(b);
         if (have >= max)
             return WHARF_ENODELIM;
         from = have >= dlen ? have - dlen + 1 : 0;
@@ -339,7 +354,7 @@ int wharf_buffered_feed(struct wharf_stream *s, const void *data, size_t len)
         return WHARF_ENOTSUP;
     if (b->bs_closed)
         return WHARF_ECLOSED;
-    if (len > 0 && evbuffer_add(b->bs_buf, data, len) < 0)
+    if (len > 0 && (!bs_get(b) || evbuffer_add(b->bs_buf, data, len) < 0))
         return -ENOMEM;
     return 0;
 }
@@ -348,5 +363,5 @@ size_t wharf_buffered_size(const struct wharf_stream *s)
 {
     const struct buffered *b = buffered_of(s);
 
-    return b ? evbuffer_get_length(b->bs_buf) : 0;
+    return b ? bs_len(b) : 0;
 }
