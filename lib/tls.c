@@ -258,7 +258,10 @@ static int tls_call_more(struct tls *t, enum tls_op op, void *buf, size_t len, s
     int r, err, rc;
 
     for (;;) {
-        ERR_clear_error();
+        /* SSL_get_error reads the queue: it must hold only this call's
+         * errors (ERR_clear_error walks all 16 slots: only when needed) */
+        if (ERR_peek_error() != 0)
+            ERR_clear_error();
         r = tls_do(t, op, buf, len, done);
         err = r > 0 || (op == TLS_SHUTDOWN && r == 0) ? SSL_ERROR_NONE
                                                        : SSL_get_error(t->t_ssl, r);
