@@ -282,8 +282,10 @@ static ssize_t sock_receive_nowait(struct wharf_stream *s, void *buf, size_t max
     while (n < 0 && errno == EINTR);
     if (n > 0) {
         /* less than asked for: the socket is drained (edge-triggered:
-         * nginx and HAProxy count on it too) */
-        if ((size_t)n < max)
+         * nginx counts on it too), unless the edge taken last said that
+         * the peer's end came too (or could not say): a wait would then
+         * wait for an edge that has come already */
+        if ((size_t)n < max && k->sk_iow.early_close && !k->sk_iow.rd_hup)
             k->sk_iow.rd_eagain = true;
         return n;
     }

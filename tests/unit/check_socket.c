@@ -916,6 +916,41 @@ static int t_nowait_core(void *arg)
 START_TEST(nowait_core) { RUN_KIND(t_nowait_core); }
 END_TEST
 
+/* A short read counts as a drained socket (no recv for the EAGAIN), but
+ * not when the peer's end came with the same edge: bytes and the end
+ * together, then a wait and a receive, see the end at once. */
+static int t_short_read_then_end(void *arg)
+{
+    struct peer p;
+    struct wharf_stream *s;
+    char buf[64];
+    double t0;
+
+    peer_listen(&p, *(int *)arg);
+    s = peer_connect(&p);
+    peer_fd = peer_accept(&p);
+    /* registered with the loop, drained by a short read */
+    ck_assert_int_eq(send(peer_fd, "ab", 2, 0), 2);
+    TU_ASSERT_RC(wharf_wait(s, WHARF_READABLE), 0);
+    TU_ASSERT_RC(wharf_receive(s, buf, sizeof(buf)), 2);
+    /* bytes and the end in one edge */
+    ck_assert_int_eq(send(peer_fd, "cd", 2, 0), 2);
+    shutdown(peer_fd, SHUT_WR);
+    TU_ASSERT_RC(wharf_sleep(0.05), 0);
+    t0 = wharf_clock();
+    TU_ASSERT_RC(wharf_wait(s, WHARF_READABLE), 0);
+    TU_ASSERT_RC(wharf_receive(s, buf, sizeof(buf)), 2);
+    TU_ASSERT_RC(wharf_wait(s, WHARF_READABLE), 0);
+    TU_ASSERT_RC(wharf_receive(s, buf, sizeof(buf)), WHARF_EOF);
+    ck_assert_double_lt(wharf_clock() - t0, 1.0);
+    wharf_free(s);
+    close(peer_fd);
+    peer_close(&p);
+    return 0;
+}
+START_TEST(short_read_then_end) { RUN_KIND(t_short_read_then_end); }
+END_TEST
+
 /* wharf_notify_readable: a call instead of a waiting task, once, at the
  * next read edge after EAGAIN; withdrawn by NULL and by a close; 1 when an
  * edge came already; one waiter at a time. */
@@ -1866,6 +1901,7 @@ static void add_stream_cases(TCase *tc, int from, int to)
     tcase_add_loop_test(tc, receive_after_peer_reset, from, to);
     tcase_add_loop_test(tc, nowait_core, from, to);
     tcase_add_loop_test(tc, notify_readable, from, to);
+    tcase_add_loop_test(tc, short_read_then_end, from, to);
     tcase_add_loop_test(tc, cancelled_connect, from, to);
     tcase_add_loop_test(tc, stream_from_fd, from, to);
 }
