@@ -29,8 +29,8 @@
  *
  * A stream connection: connect (within connect_timeout), then two tasks
  * in a task group copy one direction each (the handler's task, host of
- * the group, and a child that exists only while the target has bytes:
- * down_task) through a buffer each: receive into it and send from it, with
+ * the group, and a child that ends after half a second without bytes from
+ * the target: down_task) through a buffer each: receive into it and send from it, with
  * no other copy; 1 KiB on the task's stack while messages are small, 64 KiB
  * on the heap while data streams (pass_on). The end of stream
  * on one side becomes a write EOF (wharf_send_eof) on the other, and the
@@ -304,13 +304,51 @@ static void down_wake(void *arg)
     }
 }
 
-/* Target to client, on a child task that lives only while the target has
- * bytes: when it has none (and the other direction still runs), the task
- * ends and a call on the target's next read edge (down_wake) starts the
- * next one. An idle connection thus keeps one task and one stack page, not
- * two; a cached stack makes the next start cheap (bench/runtime: about 0.1
- * us). A target without wharf_notify_readable (a TLS target) is waited
- * for in the task, as is every target once the other direction ended. */
+/* How long the target-to-client task waits for the target before it ends
+ * (down_task): a keep-alive exchange costs a wake, not a task's start, and
+ * an idle connection gives its second stack back within this. */
+#define FWD_PARK_AFTER 0.5
+
+#define DOWN_PARKED 1
+
+/* The target has nothing now. Waits for it in the task, FWD_PARK_AFTER at
+ * most while the other direction runs, then leaves a call for the
+ * target's next read edge (down_wake) and says DOWN_PARKED: the task ends.
+ * 0: read again. WHARF_ENOTSUP: a target that cannot be waited for (the
+ * caller receives, blocking). */
+static int down_idle(struct direction *d)
+{
+    struct wharf_scope sc;
+    int rc;
+
+    if (!d->host_done) {
+        if ((rc = wharf_move_on_after(&sc, FWD_PARK_AFTER)) < 0)
+            return rc;
+        rc = wharf_scope_exit(&sc, wharf_wait(d->from, WHARF_READABLE));
+        if (rc < 0 || !wharf_scope_cancelled_caught(&sc))
+            return rc;                  /* readable, or a failure */
+        if (!d->host_done) {            /* (it may have ended meanwhile) */
+            rc = wharf_notify_readable(d->from, down_wake, d);
+            if (rc == 0) {
+                free(d->big);
+                d->big = NULL;
+                d->parked = true;
+                return DOWN_PARKED;
+            }
+            if (rc == 1)
+                return 0;               /* an edge came meanwhile */
+        }
+    }
+    return wharf_wait(d->from, WHARF_READABLE);
+}
+
+/* Target to client, on a child task that lives only while the target
+ * speaks: after FWD_PARK_AFTER without a byte from it (and while the other
+ * direction still runs) the task ends, and a call on the target's next
+ * read edge (down_wake, wharf_notify_readable) starts the next. An idle
+ * connection thus keeps one task and one stack page, not two. A target
+ * without wharf_notify_readable (a TLS target) is waited for in the task,
+ * as is every target once the other direction ended. */
 static int down_task(void *arg)
 {
     struct direction *d = arg;
@@ -326,18 +364,9 @@ static int down_task(void *arg)
             return rc;
         n = wharf_receive_nowait(d->from, buf, cap);
         if (n == WHARF_EWOULDBLOCK) {
-            if (!d->host_done) {
-                rc = wharf_notify_readable(d->from, down_wake, d);
-                if (rc == 0) {
-                    free(d->big);
-                    d->big = NULL;
-                    d->parked = true;
-                    return 0;
-                }
-                if (rc == 1)
-                    continue;           /* an edge came meanwhile */
-            }
-            if ((rc = wharf_wait(d->from, WHARF_READABLE)) == 0)
+            if ((rc = down_idle(d)) == DOWN_PARKED)
+                return 0;
+            if (rc == 0)
                 continue;
             if (rc != WHARF_ENOTSUP)
                 return rc;

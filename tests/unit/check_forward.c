@@ -657,10 +657,10 @@ static void expect(struct wharf_stream *s, const char *want)
     ck_assert_msg(memcmp(buf, want, n) == 0, "got \"%.*s\", want \"%s\"", (int)n, buf, want);
 }
 
-/* Between the target's answers the target-to-client direction has no task
- * (down_task ends; wharf_notify_readable starts the next): an idle
- * connection holds the handler's task only, and every byte still flows,
- * the target's after the client's end too. */
+/* Half a second after the target's last answer the target-to-client
+ * direction has no task (down_task ends; wharf_notify_readable starts the
+ * next): an idle connection holds the handler's task only, and every byte
+ * still flows, the target's after the client's end too. */
 static int t_idle_one_task(void *arg)
 {
     struct backend b = { 0 };
@@ -683,12 +683,15 @@ static int t_idle_one_task(void *arg)
     TU_ASSERT_RC(wharf_group_spawn(tg, serve_task, &c), 0);
     TU_ASSERT_RC(wharf_send(c.client, "ping", 4), 0);
     expect(c.client, "pong");
+    /* the child waits half a second for the target, then ends */
     TU_ASSERT_RC(wharf_wait_all_tasks_blocked(), 0);
+    ck_assert_uint_eq(sched_current()->ntasks, before + 2);
+    TU_ASSERT_RC(wharf_sleep(0.8), 0);
     idle = sched_current()->ntasks;
     ck_assert_uint_eq(idle, before + 1);    /* the handler's task, no child */
     TU_ASSERT_RC(wharf_send(c.client, "go", 2), 0);
     expect(c.client, "later");
-    TU_ASSERT_RC(wharf_wait_all_tasks_blocked(), 0);
+    TU_ASSERT_RC(wharf_sleep(0.8), 0);
     ck_assert_uint_eq(sched_current()->ntasks, idle);
     /* the client's end: the handler finishes the target's direction */
     TU_ASSERT_RC(wharf_send_eof(c.client), 0);
