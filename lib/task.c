@@ -144,6 +144,7 @@ void wharf_scope_set_shield(struct wharf_scope *sc, bool shield)
         s->flags |= WHARF_SCOPE_SHIELD;
     else
         s->flags &= ~WHARF_SCOPE_SHIELD;
+    scope_refresh(s);
     if (!shield)
         scope_recheck(s);
 }

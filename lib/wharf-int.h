@@ -88,6 +88,7 @@ struct scope {
     size_t heap_idx;                    /* in sched->deadlines, or SIZE_MAX */
     unsigned flags;                     /* WHARF_SCOPE_* */
     bool cancel_called;
+    bool eff_cancelled;                 /* cancelled here or above, up to a shield */
     bool caught;
     bool active;
 };
@@ -96,6 +97,9 @@ int scope_enter(struct scope *sc, struct task *t, double deadline, unsigned flag
 int scope_exit(struct scope *sc, struct task *t, int rc);
 void scope_cancel(struct scope *sc);
 bool scope_effectively_cancelled(const struct scope *sc);
+/* After sc's shield or cancellation changed: its eff_cancelled and, where
+ * that changes, its subtree's. */
+void scope_refresh(struct scope *sc);
 void scope_attach_task(struct scope *sc, struct task *t);
 void scope_detach_task(struct task *t);
 void scope_recheck(struct scope *sc);
