@@ -812,18 +812,24 @@ START_TEST(ciphers_configured)
 }
 END_TEST
 
+/* A TLS 1.3 handshake of client against ctx: the suite the server chose. */
+static void assert_tls13_suite(SSL_CTX *ctx, SSL_CTX *client, const char *want)
+{
+    struct pair p;
+
+    ck_assert(handshake(ctx, client, NULL, &p));
+    ck_assert_int_eq(SSL_version(p.pr_s), TLS1_3_VERSION);
+    ck_assert_str_eq(SSL_CIPHER_get_name(SSL_get_current_cipher(p.pr_s)), want);
+    pair_free(&p);
+}
+
 START_TEST(ciphersuites_configured)
 {
     SSL_CTX *ctx, *cctx = client_ctx(0, NULL);
     struct conf *conf = load_ok(EC_PAIR "\n ciphersuites = \"TLS_CHACHA20_POLY1305_SHA256\";",
                                 &ctx);
-    struct pair p;
 
-    ck_assert(handshake(ctx, cctx, NULL, &p));
-    ck_assert_int_eq(SSL_version(p.pr_s), TLS1_3_VERSION);
-    ck_assert_str_eq(SSL_CIPHER_get_name(SSL_get_current_cipher(p.pr_s)),
-                     "TLS_CHACHA20_POLY1305_SHA256");
-    pair_free(&p);
+    assert_tls13_suite(ctx, cctx, "TLS_CHACHA20_POLY1305_SHA256");
     SSL_CTX_free(cctx);
     conf_free(conf);
 }
@@ -835,22 +841,14 @@ START_TEST(ciphersuites_default)
 {
     SSL_CTX *ctx, *cctx = client_ctx(0, NULL);
     struct conf *conf = load_ok(EC_PAIR, &ctx);
-    struct pair p;
 
     ck_assert_int_eq(SSL_CTX_set_ciphersuites(cctx, "TLS_AES_256_GCM_SHA384:"
                                               "TLS_CHACHA20_POLY1305_SHA256:"
                                               "TLS_AES_128_GCM_SHA256"), 1);
-    ck_assert(handshake(ctx, cctx, NULL, &p));
-    ck_assert_int_eq(SSL_version(p.pr_s), TLS1_3_VERSION);
-    ck_assert_str_eq(SSL_CIPHER_get_name(SSL_get_current_cipher(p.pr_s)),
-                     "TLS_AES_128_GCM_SHA256");
-    pair_free(&p);
+    assert_tls13_suite(ctx, cctx, "TLS_AES_128_GCM_SHA256");
     /* a client without it still gets one of the others */
     ck_assert_int_eq(SSL_CTX_set_ciphersuites(cctx, "TLS_CHACHA20_POLY1305_SHA256"), 1);
-    ck_assert(handshake(ctx, cctx, NULL, &p));
-    ck_assert_str_eq(SSL_CIPHER_get_name(SSL_get_current_cipher(p.pr_s)),
-                     "TLS_CHACHA20_POLY1305_SHA256");
-    pair_free(&p);
+    assert_tls13_suite(ctx, cctx, "TLS_CHACHA20_POLY1305_SHA256");
     SSL_CTX_free(cctx);
     conf_free(conf);
 }
