@@ -273,7 +273,7 @@ static int pass_on(struct direction *d, const char *buf, size_t n)
 }
 
 /* Client to target, on the handler's own task. */
-static int copy_task(struct direction *d)
+static int copy_up(struct direction *d)
 {
     char small[FWD_SMALL];          /* on the stack: in a page it holds anyway */
     ssize_t n;
@@ -384,7 +384,8 @@ static int down_task(void *arg)
 
 /* Both directions at once until both end, or either fails. The
  * handler's own task, host of the group, copies client to target; a child
- * copies target to client, while the target has bytes (down_task). The
+ * copies target to client and ends after FWD_PARK_AFTER without a byte
+ * (down_task). The
  * semantics are those of a task per direction: the host runs inside the
  * group's scope, a failing child cancels it, its failure cancels the
  * child; a direction without a task when the host's ends is finished on
@@ -403,7 +404,7 @@ static int pipe_both(struct fwd *f, struct wharf_stream *client, struct wharf_st
                                .bytes = &f->fwd_bytes_down, .to_client = true };
     rc = wharf_group_spawn(g, down_task, &down);
     if (rc == 0)
-        rc = copy_task(&up);
+        rc = copy_up(&up);
     down.host_done = true;
     if (down.parked) {
         wharf_notify_readable(target, NULL, NULL);
