@@ -22,6 +22,7 @@ static const struct {
     { WHARF_ECANCELLED, "Cancelled", "cancelled" },
     { WHARF_ETIMEDOUT, "TimeoutError", "timed out" },
     { WHARF_ENOTSUP, "NotSupported", "operation not supported by this stream" },
+    { WHARF_PARKED, "Parked", "the handler parked (not a failure)" },
 };
 
 const char *wharf_errname(int code)

@@ -61,7 +61,7 @@ struct wharf_group *wharf_group_open(void)
 }
 
 static struct task *group_spawn_task(struct wharf_group *g, wharf_task_fn fn,
-                                     wharf_start_fn sfn, void *arg, int *rc)
+                                     wharf_start_fn sfn, void *arg, bool parkable, int *rc)
 {
     struct task *c;
 
@@ -74,7 +74,8 @@ static struct task *group_spawn_task(struct wharf_group *g, wharf_task_fn fn,
         *rc = WHARF_ECLOSED;
         return NULL;
     }
-    c = task_spawn(g->sched, &g->scope, fn, sfn, arg);
+    c = parkable ? task_spawn_parkable(g->sched, &g->scope, fn, arg)
+                 : task_spawn(g->sched, &g->scope, fn, sfn, arg);
     if (!c) {
         *rc = -ENOMEM;
         return NULL;
@@ -88,7 +89,15 @@ int wharf_group_spawn(struct wharf_group *g, wharf_task_fn fn, void *arg)
 {
     int rc;
 
-    group_spawn_task(g, fn, NULL, arg, &rc);
+    group_spawn_task(g, fn, NULL, arg, false, &rc);
+    return rc;
+}
+
+int group_spawn_parkable(struct wharf_group *g, wharf_task_fn fn, void *arg)
+{
+    int rc;
+
+    group_spawn_task(g, fn, NULL, arg, true, &rc);
     return rc;
 }
 
@@ -101,7 +110,7 @@ int wharf_group_start(struct wharf_group *g, wharf_start_fn fn, void *arg, void 
 
     if (!task_current())
         return WHARF_EINVAL;
-    c = group_spawn_task(g, NULL, fn, arg, &rc);
+    c = group_spawn_task(g, NULL, fn, arg, false, &rc);
     if (!c)
         return rc;
     memset(&rec, 0, sizeof(rec));

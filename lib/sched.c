@@ -71,9 +71,16 @@ static void sched_switch(struct sched *s, struct ctx *from, struct ctx *to,
     s->switches++;
 }
 
+/* A task's frames start at the top of its stack, or under its struct
+ * when that lives there (a task that cannot park). */
+static char *task_stack_top(const struct task *t)
+{
+    return t->heap ? t->stack.hi : (char *)(uintptr_t)t;
+}
+
 static size_t task_stack_size(const struct task *t)
 {
-    return (size_t)((const char *)t - t->stack.lo);
+    return (size_t)(task_stack_top(t) - t->stack.lo);
 }
 
 static void task_check_canary(struct task *t)
@@ -123,9 +130,12 @@ static void sched_activate(struct sched *s)
 static void task_release(struct sched *s, struct task *t)
 {
     struct stack st = t->stack;
+    bool heap = t->heap;        /* t may live in the stack put back */
 
     s->ntasks--;
     stack_put(&s->stacks, &st);
+    if (heap)
+        free(t);
 }
 
 static void sched_reap(struct sched *s)
@@ -234,6 +244,9 @@ static void sched_run_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- tasks ------------------------------------------------------------- */
 
 static void task_finish(struct task *t);
+static void task_park_now(struct task *t);
+static void task_unpark(struct task *t);
+static void park_withdraw(struct task *t);
 
 static void task_entry(void *arg)
 {
@@ -246,27 +259,44 @@ static void task_entry(void *arg)
         t->result = t->start_fn(t->arg, (struct wharf_task_status *)t);
     else
         t->result = t->fn(t->arg);
+    while (t->park_fn) {
+        t->fn = t->park_fn;
+        t->arg = t->park_arg;
+        t->start_fn = NULL;
+        t->park_fn = NULL;
+        if (!task_cancelled(t))
+            task_park_now(t);           /* does not return */
+        t->result = t->fn(t->arg);      /* cancelled: it sees that at once */
+    }
     task_finish(t);
 }
 
-struct task *task_spawn(struct sched *s, struct scope *parent, wharf_task_fn fn,
-                        wharf_start_fn start_fn, void *arg)
+static struct task *task_spawn_in(struct sched *s, struct scope *parent, wharf_task_fn fn,
+                                  wharf_start_fn start_fn, void *arg, bool heap)
 {
     struct stack st;
     struct task *t;
 
     if (stack_get(&s->stacks, &st) != 0)
         return NULL;
-    /* the task lives at the top of its own stack: no allocation per spawn */
-    t = (struct task *)(void *)(((uintptr_t)st.hi - sizeof(*t)) & ~(uintptr_t)63);
-    memset(t, 0, sizeof(*t));
+    if (heap) {
+        if (!(t = calloc(1, sizeof(*t)))) {
+            stack_put(&s->stacks, &st);
+            return NULL;
+        }
+        t->heap = true;
+    } else {
+        /* the task lives at the top of its own stack: no allocation per spawn */
+        t = (struct task *)(void *)(((uintptr_t)st.hi - sizeof(*t)) & ~(uintptr_t)63);
+        memset(t, 0, sizeof(*t));
+    }
     t->stack = st;
     t->sched = s;
     t->fn = fn;
     t->start_fn = start_fn;
     t->arg = arg;
     t->id = ++s->next_id;
-    ctx_make(&t->ctx, st.lo, (char *)t, task_entry, t);
+    ctx_make(&t->ctx, st.lo, task_stack_top(t), task_entry, t);
     t->scope = parent;
     scope_attach_task(parent, t);
     scope_enter(&t->root, t, WHARF_FOREVER, 0);
@@ -275,6 +305,18 @@ struct task *task_spawn(struct sched *s, struct scope *parent, wharf_task_fn fn,
     TAILQ_INSERT_TAIL(&s->ready, t, ready_link);
     sched_activate(s);
     return t;
+}
+
+struct task *task_spawn(struct sched *s, struct scope *parent, wharf_task_fn fn,
+                        wharf_start_fn start_fn, void *arg)
+{
+    return task_spawn_in(s, parent, fn, start_fn, arg, false);
+}
+
+struct task *task_spawn_parkable(struct sched *s, struct scope *parent, wharf_task_fn fn,
+                                 void *arg)
+{
+    return task_spawn_in(s, parent, fn, NULL, arg, true);
 }
 
 static void task_finish(struct task *t)
@@ -290,6 +332,7 @@ static void task_finish(struct task *t)
                 (unsigned long long)t->id);
         abort();
     }
+    park_withdraw(t);
     cancelled = task_cancelled(t);
     scope_exit(&t->root, t, 0);
     scope_detach_task(t);
@@ -340,8 +383,11 @@ static void trim_cb(evutil_socket_t fd, short what, void *arg)
     while ((t = TAILQ_FIRST(&s->idle)) && t->idle_tick != s->trim_tick) {
         TAILQ_REMOVE(&s->idle, t, idle_link);
         t->on_idle = false;
+        if (t->state == TASK_PARKED)
+            stack_trim_all(&t->stack);      /* no frame left */
 #ifndef WHARF_CTX_UCONTEXT
-        stack_trim(&t->stack, t->ctx.sp);
+        else
+            stack_trim(&t->stack, t->ctx.sp);
 #endif
     }
     s->trim_tick++;
@@ -414,12 +460,142 @@ void task_wake(struct task *t)
 {
     if (t->state == TASK_BLOCKED)
         task_make_ready(t, false);
+    else if (t->state == TASK_PARKED)
+        task_unpark(t);
 }
 
 void task_wake_cancel(struct task *t)
 {
     if (t->state == TASK_BLOCKED && t->cancellable)
         task_make_ready(t, true);
+    else if (t->state == TASK_PARKED)
+        task_unpark(t);
+}
+
+/* ---- parking: waiting with no frame ------------------------------------ */
+
+/* A connection idle for minutes would otherwise hold its handler's stack
+ * page (4 KiB, a quarter of an idle TLS connection) for nothing: its
+ * handler returns instead, and its task waits parked: no frame, its
+ * stack's pages given back at the next trim tick, its struct (on the heap
+ * for that) still in its group and scopes, so that a cancellation or the
+ * group's exit reaches it as any blocked task. A wake starts the task's
+ * new function from the top of its stack. */
+
+static void park_withdraw(struct task *t)
+{
+    while (t->npark_on > 0)
+        wharf_notify_readable(t->park_on[--t->npark_on], NULL, NULL);
+}
+
+static void task_park_wake(void *arg)
+{
+    task_wake(arg);
+}
+
+int task_park(wharf_task_fn fn, void *arg, double deadline)
+{
+    struct task *t = task_current();
+
+    if (!t || !fn)
+        return WHARF_EINVAL;
+    if (!t->heap || t->start)
+        return WHARF_ENOTSUP;
+    t->park_fn = fn;
+    t->park_arg = arg;
+    t->park_deadline = deadline;
+    return 0;
+}
+
+bool task_take_continuation(int (**fn)(void *arg), void **arg)
+{
+    struct task *t = task_current();
+
+    if (!t || !t->cont_fn)
+        return false;
+    *fn = t->cont_fn;
+    *arg = t->cont_arg;
+    t->cont_fn = NULL;
+    t->cont_arg = NULL;
+    return true;
+}
+
+/* From task_entry, the task's function having returned: every scope it
+ * entered is exited, nothing of its stack is in use. */
+static void task_park_now(struct task *t)
+{
+    struct sched *s = t->sched;
+
+    if (t->scope != &t->root || !TAILQ_EMPTY(&t->root.children)) {
+        fprintf(stderr, "wharf: task %llu parked inside a cancel scope or task group "
+                "it opened; aborting\n", (unsigned long long)t->id);
+        abort();
+    }
+    t->state = TASK_PARKED;
+    t->cancellable = true;
+    s->nblocked++;
+    s->nparked++;
+    if (t->park_deadline < WHARF_FOREVER) {
+        t->root.deadline = t->park_deadline;
+        sched_deadline_add(s, &t->root);
+    }
+    idle_enter(s, t);
+    sched_leave(s, t, true);    /* its frames die: a wake makes new ones */
+    abort();                    /* not reached */
+}
+
+/* A parked task's wake: its function from the top of its stack. */
+static void task_unpark(struct task *t)
+{
+    struct sched *s = t->sched;
+
+    sched_deadline_del(s, &t->root);
+    t->root.deadline = WHARF_FOREVER;
+    park_withdraw(t);
+    ASAN_UNPOISON_MEMORY_REGION(t->stack.lo, (size_t)(t->stack.hi - t->stack.lo));
+    ctx_make(&t->ctx, t->stack.lo, t->stack.hi, task_entry, t);
+    s->nparked--;
+    task_make_ready(t, false);
+}
+
+int wharf_park_on(struct wharf_stream *st)
+{
+    struct task *t = task_current();
+    int rc;
+
+    if (!t || !st)
+        return WHARF_EINVAL;
+    if (!t->heap)
+        return WHARF_ENOTSUP;
+    if (t->npark_on == TASK_PARK_STREAMS)
+        return WHARF_EBUSY;
+    if ((rc = wharf_notify_readable(st, task_park_wake, t)) == 0)
+        t->park_on[t->npark_on++] = st;
+    return rc;
+}
+
+int wharf_park(int (*fn)(void *arg), void *arg)
+{
+    struct task *t = task_current();
+
+    if (!t)
+        return WHARF_EINVAL;
+    if (!fn) {
+        park_withdraw(t);
+        return 0;
+    }
+    if (!t->heap)
+        return WHARF_ENOTSUP;
+    t->cont_fn = fn;
+    t->cont_arg = arg;
+    return WHARF_PARKED;
+}
+
+bool wharf_parkable(void)
+{
+    struct task *t = task_current();
+
+    return t && t->heap;
 }
 
 /* A yield: the task goes to the back of the ready queue. With nobody else
@@ -713,7 +889,10 @@ static void sched_timer_cb(evutil_socket_t fd, short what, void *arg)
         struct scope *sc = s->deadlines[0];
 
         sched_deadline_del(s, sc);
-        scope_cancel(sc);
+        if (sc->owner && sc == &sc->owner->root && sc->owner->state == TASK_PARKED)
+            task_unpark(sc->owner);     /* a park's deadline wakes, not cancels */
+        else
+            scope_cancel(sc);
     }
     sched_timer_arm(s);
 }

@@ -107,6 +107,12 @@ void stack_trim(struct stack *st, const void *sp)
         st->trimmed = true;
 }
 
+void stack_trim_all(struct stack *st)
+{
+    if (st->map && madvise(st->lo, (size_t)(st->hi - st->lo), MADV_DONTNEED) == 0)
+        st->trimmed = true;
+}
+
 void stack_cache_trim(struct stack_cache *c, size_t keep)
 {
     for (size_t i = 0; i + keep < c->nfree; i++)

@@ -449,6 +449,25 @@ static int tls_wait_op(struct wharf_stream *s, unsigned events)
     return wharf_wait(s->inner, events);
 }
 
+/* The next read edge of the transport, unless something is readable
+ * already: plaintext OpenSSL holds, ciphertext not yet given to it, the
+ * transport's end. A record that comes in pieces then wakes the caller at
+ * its first piece, to wait in wharf_receive for the rest. */
+static int tls_notify_op(struct wharf_stream *s, void (*fn)(void *arg), void *arg)
+{
+    struct tls *t = (struct tls *)s;
+
+    if (fn && t->t_closed)
+        return WHARF_ECLOSED;
+    if (fn && t->t_reading)
+        return WHARF_EBUSY;
+    if (fn && t->t_active &&
+        (SSL_has_pending(t->t_ssl) || tlsbio_in_pending(&t->t_io) > 0 || t->t_eof ||
+         t->t_ragged))
+        return 1;
+    return wharf_notify_readable(s->inner, fn, arg);
+}
+
 /* ---- attributes ------------------------------------------------------------------------ */
 
 static int attr_str(void *out, size_t *len, const char *v)
@@ -632,6 +651,7 @@ static const struct wharf_stream_ops tls_ops = {
     .send_eof = tls_send_eof,
     .wait = tls_wait_op,
     .getattr = tls_getattr,
+    .notify_readable = tls_notify_op,
     .close = tls_close,
     .free = tls_free,
 };

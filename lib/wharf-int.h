@@ -66,6 +66,8 @@ void stack_cache_init(struct stack_cache *c, size_t size);
  * zeros when touched again): a blocked task keeps only what its frames
  * use. */
 void stack_trim(struct stack *st, const void *sp);
+/* Gives every page of st back: for a task with no frame (parked). */
+void stack_trim_all(struct stack *st);
 /* Trims every cached stack but the `keep` most recently put back. */
 void stack_cache_trim(struct stack_cache *c, size_t keep);
 void stack_cache_purge(struct stack_cache *c);
@@ -105,7 +107,9 @@ void scope_detach_task(struct task *t);
 void scope_recheck(struct scope *sc);
 
 /* sched.c: the per-thread scheduler, ready queue, blocking and waking */
-enum task_state { TASK_READY, TASK_RUNNING, TASK_BLOCKED, TASK_DONE };
+enum task_state { TASK_READY, TASK_RUNNING, TASK_BLOCKED, TASK_PARKED, TASK_DONE };
+
+#define TASK_PARK_STREAMS 4     /* wharf_park_on wakes armed per park */
 
 struct task {
     struct ctx ctx;
@@ -132,6 +136,16 @@ struct task {
     TAILQ_ENTRY(task) idle_link;    /* on sched.idle: blocked, stack untrimmed */
     bool on_idle;
     unsigned idle_tick;             /* sched.trim_tick when it blocked */
+    /* parking (task_park): a parkable task's struct is on the heap, not at
+     * its stack's top, so that it can wait with no frame at all */
+    bool heap;
+    wharf_task_fn park_fn;          /* run from a fresh stack when woken */
+    void *park_arg;
+    double park_deadline;           /* wakes it (root scope's deadline) */
+    int (*cont_fn)(void *arg);      /* the handler's continuation (wharf_park) */
+    void *cont_arg;
+    struct wharf_stream *park_on[TASK_PARK_STREAMS];    /* armed wakes */
+    unsigned npark_on;
 };
 
 struct sched {
@@ -170,6 +184,7 @@ struct sched {
     struct event trim_ev;       /* the tick: trims their stacks (sched.c) */
     bool trim_armed;
     unsigned trim_tick;         /* ticks so far */
+    size_t nparked;             /* tasks waiting without a frame (task_park) */
 };
 
 struct sched *sched_current(void);
@@ -194,6 +209,20 @@ void sched_stop_remote(struct sched *s);
 /* Creates a task running fn(arg) (or start_fn) in scope `parent`; ready. */
 struct task *task_spawn(struct sched *s, struct scope *parent, wharf_task_fn fn,
                         wharf_start_fn start_fn, void *arg);
+/* The same with the task's struct on the heap: a task that can park. */
+struct task *task_spawn_parkable(struct sched *s, struct scope *parent, wharf_task_fn fn,
+                                 void *arg);
+/* From a parkable task, before its function returns: instead of ending,
+ * the task then waits with no frame, its stack's pages given back at the
+ * next trim tick, still a member of its group and scopes. task_wake, a
+ * cancellation reaching it, or the clock reaching deadline (WHARF_FOREVER:
+ * none) runs fn(arg) on it from the top of its stack, with the wakes armed
+ * by wharf_park_on withdrawn. A task cancelled when it would park runs fn
+ * at once. 0, or WHARF_ENOTSUP (not a parkable task). */
+int task_park(wharf_task_fn fn, void *arg, double deadline);
+/* The continuation a handler gave wharf_park (then forgotten): true with
+ * *fn and *arg, false when it gave none. */
+bool task_take_continuation(int (**fn)(void *arg), void **arg);
 /* Suspends the current task until task_wake(). Returns 0, or
  * WHARF_ECANCELLED when the task is (or becomes) cancelled: then it does not
  * suspend, or is woken. The caller must undo its registration either way
@@ -251,6 +280,8 @@ struct start_rec {             /* on the stack of a task in wharf_group_start */
     bool started, done;
 };
 void group_child_done(struct task *t, bool cancelled);
+/* wharf_group_spawn for a task that can park (task_spawn_parkable). */
+int group_spawn_parkable(struct wharf_group *g, wharf_task_fn fn, void *arg);
 
 /* threadpool.c: the pool for blocking work */
 int threadpool_run(int (*fn)(void *), void *arg);

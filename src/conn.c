@@ -181,6 +181,11 @@ static int meter_wait(struct wharf_stream *s, unsigned events)
     return wharf_wait(s->inner, events);
 }
 
+static int meter_notify_readable(struct wharf_stream *s, void (*fn)(void *arg), void *arg)
+{
+    return wharf_notify_readable(s->inner, fn, arg);
+}
+
 /* Behind a balancer, the peer is the client its PROXY header named. */
 static int meter_getattr(struct wharf_stream *s, int attr, void *out, size_t *len)
 {
@@ -228,6 +233,7 @@ static const struct wharf_stream_ops meter_stream_ops = {
     .getattr = meter_getattr,
     .close = meter_close,
     .free = meter_free,
+    .notify_readable = meter_notify_readable,
 };
 
 static const struct wharf_stream_ops meter_datagram_ops = {
@@ -276,6 +282,11 @@ struct conn {
     struct proxy_hdr *c_proxy;          /* a PROXY listener's header, or NULL */
     bool c_proxied;                     /* c_proxy names the client */
     const char *c_why;                  /* a bad PROXY header: what is wrong */
+    /* while the handler is parked (wharf_park): */
+    struct meter *c_meter;              /* under the handler's stream: the idle clock */
+    int (*c_cont)(void *arg);           /* its continuation */
+    void *c_cont_arg;
+    double c_idle_at;                   /* idle_timeout's deadline when it parked */
 };
 
 static const char *conn_peer(const struct conn *c, char *buf, size_t size)
@@ -491,47 +502,65 @@ out:
 /* The stream the handler gets: meter (application bytes, idle clock, the
  * PROXY header's addresses) and buffered over the socket or its TLS. NULL:
  * out of memory (s freed). */
-static struct wharf_stream *conn_wrap(struct conn *c, struct wharf_stream *s,
-                                      struct wharf_scope *idle)
+static struct wharf_stream *conn_wrap(struct conn *c, struct wharf_stream *s)
 {
     struct wharf_stream *b;
 
-    s = meter_new(s, &meter_stream_ops, c->c_lw->lw_ctr, idle,
+    s = meter_new(s, &meter_stream_ops, c->c_lw->lw_ctr, NULL,
                   c->c_gen->lg_limits.lim_idle_timeout);
-    if (s && c->c_proxied)
-        ((struct meter *)s)->m_proxy = c->c_proxy;
-    if (s && !(b = wharf_buffered_new(s))) {
+    if (!s)
+        return NULL;
+    c->c_meter = (struct meter *)s;
+    if (c->c_proxied)
+        c->c_meter->m_proxy = c->c_proxy;
+    if (!(b = wharf_buffered_new(s))) {
         wharf_free(s);
         return NULL;
     }
-    return s ? b : NULL;
+    return b;
 }
 
-static int conn_task(void *arg)
+static int conn_resume(void *arg);
+
+/* The handler parked (WHARF_PARKED): the task waits with no frame, the
+ * stream and the idle clock's deadline kept here, until conn_resume. */
+static int conn_park(struct conn *c, struct wharf_stream *s, struct wharf_scope *idle)
 {
-    struct conn *c = arg;
+    if (!task_take_continuation(&c->c_cont, &c->c_cont_arg))
+        return WHARF_EINVAL;        /* WHARF_PARKED without wharf_park */
+    c->c_idle_at = wharf_scope_deadline(idle);
+    if (task_park(conn_resume, c, c->c_idle_at) < 0)
+        return WHARF_EINVAL;        /* not reached: conn tasks can park */
+    c->c_meter->m_idle = NULL;      /* no I/O while parked */
+    c->c_sock = s;
+    return WHARF_PARKED;
+}
+
+/* The handler (or, resumed, its continuation) in the idle clock's scope,
+ * then the graceful close and the counters, unless it parks. */
+static int conn_serve(struct conn *c, struct wharf_stream *s, bool resumed)
+{
     const struct plugin_inst *pi = c->c_gen->lg_inst;
     bool tls = c->c_gen->lg_ssl_ctx != NULL, timed_out;
-    struct wharf_stream *s = c->c_sock;
     struct wharf_scope idle;
+    double idle_at = resumed ? c->c_idle_at
+                             : wharf_clock() + c->c_gen->lg_limits.lim_idle_timeout;
     int rc;
 
-    c->c_sock = NULL;
-    conn_note_peer(c, s);
-    if ((rc = conn_prelude(c, &s)) < 0) {
-        /* counted already (errors or handshake_failures) */
-        conn_end(c, rc == -ENOMEM ? rc : 0, false);
-        return 0;
-    }
-    if ((rc = wharf_scope_enter(&idle, wharf_clock() + c->c_gen->lg_limits.lim_idle_timeout,
-                                0)) < 0) {
+    if ((rc = wharf_scope_enter(&idle, idle_at, 0)) < 0) {
         wharf_free(s);
         conn_end(c, rc, false);
         return 0;
     }
-    s = conn_wrap(c, s, &idle);
-    rc = s ? pi->pi_desc->handle_stream(pi->pi_instance, s) : -ENOMEM;
-    if (s && rc != WHARF_ECANCELLED)
+    c->c_meter->m_idle = &idle;
+    rc = resumed ? c->c_cont(c->c_cont_arg) : pi->pi_desc->handle_stream(pi->pi_instance, s);
+    if (rc == WHARF_PARKED)
+        rc = conn_park(c, s, &idle);
+    if (rc == WHARF_PARKED) {
+        wharf_scope_exit(&idle, 0);
+        return 0;
+    }
+    if (rc != WHARF_ECANCELLED)
         conn_linger(s);
     rc = wharf_scope_exit(&idle, rc);
     timed_out = wharf_scope_cancelled_caught(&idle);
@@ -544,6 +573,36 @@ static int conn_task(void *arg)
     return 0;       /* never a failure: that would cancel the listener's group */
 }
 
+/* A parked handler's wake: a read edge, the idle deadline, a cancellation. */
+static int conn_resume(void *arg)
+{
+    struct conn *c = arg;
+    struct wharf_stream *s = c->c_sock;
+
+    c->c_sock = NULL;
+    return conn_serve(c, s, true);
+}
+
+static int conn_task(void *arg)
+{
+    struct conn *c = arg;
+    struct wharf_stream *s = c->c_sock;
+    int rc;
+
+    c->c_sock = NULL;
+    conn_note_peer(c, s);
+    if ((rc = conn_prelude(c, &s)) < 0) {
+        /* counted already (errors or handshake_failures) */
+        conn_end(c, rc == -ENOMEM ? rc : 0, false);
+        return 0;
+    }
+    if (!(s = conn_wrap(c, s))) {
+        conn_end(c, -ENOMEM, false);
+        return 0;
+    }
+    return conn_serve(c, s, false);
+}
+
 void conn_start(struct lworker *lw, struct wharf_stream *sock)
 {
     struct conn *c = calloc(1, sizeof(*c));
@@ -553,7 +612,7 @@ void conn_start(struct lworker *lw, struct wharf_stream *sock)
         c->c_lw = lw;
         c->c_gen = lgen_ref(lw->lw_gen);
         c->c_sock = sock;
-        if ((rc = wharf_group_spawn(lw->lw_group, conn_task, c)) == 0)
+        if ((rc = group_spawn_parkable(lw->lw_group, conn_task, c)) == 0)
             return;
     }
     wharf_free(sock);

@@ -34,6 +34,7 @@ extern "C" {
 #define WHARF_EBROKEN     (-10003)
 #define WHARF_EINCOMPLETE (-10004)
 #define WHARF_ENODELIM    (-10005)
+#define WHARF_PARKED      (-10006)  /* not a failure: see wharf_park (task.h) */
 #define WHARF_EWOULDBLOCK (-EAGAIN)
 #define WHARF_EBUSY       (-EBUSY)
 #define WHARF_ECANCELLED  (-ECANCELED)

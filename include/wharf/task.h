@@ -28,6 +28,7 @@ extern "C" {
 
 struct wharf_group;
 struct wharf_task_status;
+struct wharf_stream;
 
 typedef int (*wharf_task_fn)(void *arg);
 typedef int (*wharf_start_fn)(void *arg, struct wharf_task_status *status);
@@ -198,6 +199,45 @@ bool wharf_in_task(void);
 /* Stack size for tasks created from now on by this thread's scheduler
  * (rounded up to pages; at least 16 KiB). Returns 0 or WHARF_EINVAL. */
 int wharf_set_stack_size(size_t bytes);
+
+/* ---- parking: an idle handler without a stack (API 0.4) -----------------
+ *
+ * A connection idle for minutes would hold its handler's stack page (4 KiB)
+ * for nothing. A stream handler that finds its connection idle can park
+ * instead: it returns, and its task waits with no frame until a stream is
+ * readable, then runs a continuation the handler names, which goes on as
+ * the handler (and may park again):
+ *
+ *   struct conn_state *st = ...;                 // on the heap: it outlives the frame
+ *   if (wharf_parkable()) {
+ *       rc = wharf_park_on(client);              // 0: armed
+ *       if (rc == 0)
+ *           return wharf_park(resume, st);       // WHARF_PARKED: return it at once
+ *       ...                                      // 1: readable already: read it
+ *   }
+ *
+ * resume(st) runs on the handler's task, from a fresh stack, at the first
+ * read edge of any stream given to wharf_park_on, or when the connection is
+ * cancelled (idle_timeout, a reload's drain_timeout, shutdown: its first
+ * call then says WHARF_ECANCELLED); the other wakes are withdrawn by then.
+ * Its return is the handler's. Between wharf_park_on and returning
+ * WHARF_PARKED nothing may suspend. wharfd's stream handlers can park;
+ * elsewhere (a task of your own, the test kit) wharf_parkable() is false.
+ */
+
+/* Whether the calling task can park (its host resumes parked handlers). */
+bool wharf_parkable(void);
+
+/* Arms a wake of the calling task at the next read edge of s (for up to 4
+ * streams). 0; 1 when s may be readable already (nothing armed: receive
+ * first); WHARF_ENOTSUP (the task cannot park, or s cannot tell: see
+ * wharf_notify_readable); WHARF_EBUSY (another waiter, or 4 armed). */
+int wharf_park_on(struct wharf_stream *s);
+
+/* Names the continuation and returns WHARF_PARKED, for the handler to
+ * return; WHARF_ENOTSUP when the task cannot park. fn NULL gives up: the
+ * wakes armed so far are withdrawn, and it returns 0. */
+int wharf_park(int (*fn)(void *arg), void *arg);
 
 #ifdef __cplusplus
 }

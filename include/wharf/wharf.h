@@ -12,7 +12,7 @@
 
 #define WHARF_VERSION "0.1.0"
 #define WHARF_API_MAJOR 0
-#define WHARF_API_MINOR 3
+#define WHARF_API_MINOR 4
 
 #include <wharf/error.h>
 #include <wharf/task.h>

@@ -226,6 +226,22 @@ static int open_target(struct fwd *f, struct wharf_stream *client, struct wharf_
 
 /* ---- copying ------------------------------------------------------------------ */
 
+/* How long a direction waits for its sender before it stops holding a task
+ * for it: the target-to-client task ends after this without a byte from
+ * the target (down_task), and once it has, the handler parks after this
+ * without a byte from the client (copy_up): a keep-alive exchange costs a
+ * wake, not a task's start, and an idle connection gives its stacks back
+ * within twice this. */
+#define FWD_PARK_AFTER 0.5
+
+/* A connection between its handler's runs: parking (wharf_park) ends the
+ * handler's frame, and this is what its continuation needs. */
+struct fwd_conn {
+    struct fwd *fc_f;
+    struct wharf_stream *fc_client, *fc_target;
+    bool fc_can_park;               /* the host can park the handler */
+};
+
 struct direction {
     struct wharf_stream *from, *to;
     struct wharf_group *group;
@@ -236,6 +252,10 @@ struct direction {
     bool parked;                    /* no task: a call waits for the target */
     bool host_done;                 /* the other direction ended: no parking */
     int failed;                     /* the call could not start its task */
+    /* the client-to-target direction only (copy_up), when it can park: */
+    double last;                    /* when the client last sent */
+    struct wharf_scope *waiting;    /* the scope of its wait, or NULL */
+    struct direction *peer;         /* the other direction */
 };
 
 /* Passes the end of stream on; see the top of the file for TLS. */
@@ -272,18 +292,55 @@ static int pass_on(struct direction *d, const char *buf, size_t n)
     return 0;
 }
 
-/* Client to target, on the handler's own task. */
-static int copy_up(struct direction *d)
+/* wharf_receive from the client, when the handler can park. Once the
+ * target's direction holds no task (down->parked) and the client has been
+ * silent for FWD_PARK_AFTER, says WHARF_PARKED: both are idle, the
+ * handler parks. The receive runs in a scope that down_idle cancels when
+ * it parks (a cancelled receive takes nothing), to look again. */
+static ssize_t up_receive(struct direction *d, void *buf, size_t cap)
+{
+    struct wharf_scope sc;
+    double until;
+    ssize_t n;
+    int rc;
+
+    for (;;) {
+        until = d->peer->parked ? d->last + FWD_PARK_AFTER : WHARF_FOREVER;
+        if (until <= wharf_clock())
+            return WHARF_PARKED;
+        if ((rc = wharf_scope_enter(&sc, until, 0)) < 0)
+            return rc;
+        d->waiting = &sc;
+        n = wharf_receive(d->from, buf, cap);
+        d->waiting = NULL;
+        if (n != WHARF_ECANCELLED) {
+            wharf_scope_exit(&sc, 0);
+            return n;
+        }
+        if ((rc = wharf_scope_exit(&sc, (int)n)) < 0)
+            return rc;              /* an enclosing cancellation */
+    }
+}
+
+/* Client to target, on the handler's own task. WHARF_PARKED: both
+ * directions are idle and the handler can park. */
+static int copy_up(struct direction *d, bool can_park)
 {
     char small[FWD_SMALL];          /* on the stack: in a page it holds anyway */
     ssize_t n;
     int rc;
 
+    d->last = wharf_clock();
     for (;;) {
-        if ((n = wharf_receive(d->from, d->big ? d->big : small,
-                               d->big ? FWD_BUF : FWD_SMALL)) <= 0)
+        char *buf = d->big ? d->big : small;
+        size_t cap = d->big ? FWD_BUF : FWD_SMALL;
+
+        n = can_park ? up_receive(d, buf, cap) : wharf_receive(d->from, buf, cap);
+        if (n <= 0)
             break;
-        if ((rc = pass_on(d, d->big ? d->big : small, (size_t)n)) < 0)
+        if (can_park)
+            d->last = wharf_clock();
+        if ((rc = pass_on(d, buf, (size_t)n)) < 0)
             return rc;
     }
     return n == WHARF_EOF ? pass_eof(d) : (int)n;
@@ -304,18 +361,14 @@ static void down_wake(void *arg)
     }
 }
 
-/* How long the target-to-client task waits for the target before it ends
- * (down_task): a keep-alive exchange costs a wake, not a task's start, and
- * an idle connection gives its second stack back within this. */
-#define FWD_PARK_AFTER 0.5
-
 #define DOWN_PARKED 1
 
 /* The target has nothing now. Waits for it in the task, FWD_PARK_AFTER at
  * most while the other direction runs, then leaves a call for the
- * target's next read edge (down_wake) and says DOWN_PARKED: the task ends.
- * 0: read again. WHARF_ENOTSUP: a target that cannot be waited for (the
- * caller receives, blocking). */
+ * target's next read edge (down_wake) and says DOWN_PARKED: the task ends,
+ * and the client's direction is told (it may park the handler). 0: read
+ * again. WHARF_ENOTSUP: a target that cannot be waited for (the caller
+ * receives, blocking). */
 static int down_idle(struct direction *d)
 {
     struct wharf_scope sc;
@@ -333,6 +386,8 @@ static int down_idle(struct direction *d)
                 free(d->big);
                 d->big = NULL;
                 d->parked = true;
+                if (d->peer->waiting)
+                    wharf_scope_cancel(d->peer->waiting);
                 return DOWN_PARKED;
             }
             if (rc == 1)
@@ -345,10 +400,9 @@ static int down_idle(struct direction *d)
 /* Target to client, on a child task that lives only while the target
  * speaks: after FWD_PARK_AFTER without a byte from it (and while the other
  * direction still runs) the task ends, and a call on the target's next
- * read edge (down_wake, wharf_notify_readable) starts the next. An idle
- * connection thus keeps one task and one stack page, not two. A target
- * without wharf_notify_readable (a TLS target) is waited for in the task,
- * as is every target once the other direction ended. */
+ * read edge (down_wake, wharf_notify_readable) starts the next. A target
+ * that cannot say when it is readable is waited for in the task, as is
+ * every target once the other direction ended. */
 static int down_task(void *arg)
 {
     struct direction *d = arg;
@@ -382,48 +436,93 @@ static int down_task(void *arg)
     return n == WHARF_EOF ? pass_eof(d) : (int)n;
 }
 
-/* Both directions at once until both end, or either fails. The
- * handler's own task, host of the group, copies client to target; a child
- * copies target to client and ends after FWD_PARK_AFTER without a byte
- * (down_task). The
+/* Both directions at once until both end, or either fails, or
+ * (WHARF_PARKED) both are idle and the handler can park. The handler's own task, host
+ * of the group, copies client to target; a child copies target to client
+ * and ends after FWD_PARK_AFTER without a byte (down_task). The
  * semantics are those of a task per direction: the host runs inside the
  * group's scope, a failing child cancels it, its failure cancels the
  * child; a direction without a task when the host's ends is finished on
  * the host. */
-static int pipe_both(struct fwd *f, struct wharf_stream *client, struct wharf_stream *target)
+static int pipe_both(struct fwd_conn *fc)
 {
+    struct fwd *f = fc->fc_f;
     struct wharf_group *g;
     struct direction up, down;
     int rc;
 
     if (!(g = wharf_group_open()))
         return -ENOMEM;
-    up = (struct direction){ .from = client, .to = target, .group = g,
-                             .bytes = &f->fwd_bytes_up };
-    down = (struct direction){ .from = target, .to = client, .group = g,
-                               .bytes = &f->fwd_bytes_down, .to_client = true };
+    up = (struct direction){ .from = fc->fc_client, .to = fc->fc_target, .group = g,
+                             .bytes = &f->fwd_bytes_up, .peer = &down };
+    down = (struct direction){ .from = fc->fc_target, .to = fc->fc_client, .group = g,
+                               .bytes = &f->fwd_bytes_down, .to_client = true, .peer = &up };
     rc = wharf_group_spawn(g, down_task, &down);
     if (rc == 0)
-        rc = copy_up(&up);
+        rc = copy_up(&up, fc->fc_can_park);
     down.host_done = true;
     if (down.parked) {
-        wharf_notify_readable(target, NULL, NULL);
+        wharf_notify_readable(fc->fc_target, NULL, NULL);
         down.parked = false;
         if (rc == 0)
             rc = down_task(&down);
     }
-    if (down.failed && (rc == 0 || rc == WHARF_ECANCELLED))
+    if (down.failed && (rc == 0 || rc == WHARF_ECANCELLED || rc == WHARF_PARKED))
         rc = down.failed;           /* the cancel was down_wake's */
-    rc = wharf_group_close(g, rc);
+    if (rc == WHARF_PARKED) {
+        /* no child: the target's direction was parked */
+        if ((rc = wharf_group_close(g, 0)) == 0)
+            rc = WHARF_PARKED;
+    } else {
+        rc = wharf_group_close(g, rc);
+    }
     free(up.big);
     free(down.big);
     return rc;
+}
+
+static int fwd_resume(void *arg);
+
+/* Both directions idle: the handler parks until either side is readable
+ * (fwd_resume). 0: one is readable already, or parking is not to be had:
+ * copy again. */
+static int park(struct fwd_conn *fc)
+{
+    int rc = wharf_park_on(fc->fc_client);
+
+    if (rc == 0 && (rc = wharf_park_on(fc->fc_target)) == 0)
+        return wharf_park(fwd_resume, fc);
+    wharf_park(NULL, NULL);         /* withdraws what was armed */
+    if (rc != 1)
+        fc->fc_can_park = false;    /* a stream that cannot tell */
+    return 0;
+}
+
+/* Copies until the connection ends (its result) or parks (WHARF_PARKED). */
+static int fwd_run(struct fwd_conn *fc)
+{
+    int rc;
+
+    while ((rc = pipe_both(fc)) == WHARF_PARKED)
+        if ((rc = park(fc)) == WHARF_PARKED)
+            return rc;
+    wharf_free(fc->fc_target);
+    free(fc);
+    return rc;
+}
+
+/* A parked connection's wake: a read edge of either side, or (its first
+ * call says WHARF_ECANCELLED) idle_timeout, a reload's drain, shutdown. */
+static int fwd_resume(void *arg)
+{
+    return fwd_run(arg);
 }
 
 static int fwd_serve(void *instance, struct wharf_stream *client)
 {
     struct fwd *f = instance;
     struct wharf_stream *target;
+    struct fwd_conn *fc;
     int rc;
 
     if ((rc = open_target(f, client, &target)) < 0) {
@@ -432,9 +531,13 @@ static int fwd_serve(void *instance, struct wharf_stream *client)
         return rc;
     }
     fwd_count(&f->fwd_connections, 1);
-    rc = pipe_both(f, client, target);
-    wharf_free(target);
-    return rc;
+    if (!(fc = malloc(sizeof(*fc)))) {
+        wharf_free(target);
+        return -ENOMEM;
+    }
+    *fc = (struct fwd_conn){ .fc_f = f, .fc_client = client, .fc_target = target,
+                             .fc_can_park = wharf_parkable() };
+    return fwd_run(fc);
 }
 
 const struct wharf_plugin wharf_plugin = {

@@ -711,6 +711,146 @@ static int t_idle_one_task(void *arg)
 START_TEST(idle_one_task) { TU_RUN(t_idle_one_task, NULL); }
 END_TEST
 
+/* ---- an idle connection parks its handler ---------------------------------------- */
+
+/* wharfd's host in small (src/conn.c): a handler that returns WHARF_PARKED
+ * is resumed, on the same task, by the continuation it gave wharf_park. */
+struct park_host {
+    struct conn *c;
+    int (*cont)(void *arg);
+    void *cont_arg;
+    int parks;
+};
+
+static int park_host_resume(void *arg);
+
+static int park_host_after(struct park_host *h, int rc)
+{
+    if (rc == WHARF_PARKED) {
+        ck_assert(task_take_continuation(&h->cont, &h->cont_arg));
+        h->parks++;
+        TU_ASSERT_RC(task_park(park_host_resume, h, WHARF_FOREVER), 0);
+        return 0;
+    }
+    h->c->handler_rc = rc;
+    wharf_close(h->c->server);
+    return 0;
+}
+
+static int park_host_resume(void *arg)
+{
+    struct park_host *h = arg;
+
+    return park_host_after(h, h->cont(h->cont_arg));
+}
+
+static int park_host_task(void *arg)
+{
+    struct park_host *h = arg;
+    struct conn *c = h->c;
+    struct wharf_stream *s;
+
+    TU_ASSERT_RC(wharf_accept(c->front_listener, &s), 0);
+    if (c->front_tls)
+        TU_ASSERT_RC(wharf_tls_wrap(s, c->front_tls, WHARF_TLS_SERVER, NULL, &s), 0);
+    ck_assert_ptr_nonnull(c->server = wharf_buffered_new(s));
+    return park_host_after(h, load()->handle_stream(c->instance, c->server));
+}
+
+/* A target that answers "ping" with "pong", later says "push" of its own,
+ * answers "go" with "later" and ends; then waits for the end of the
+ * client's side. */
+static int pushy_backend(void *arg)
+{
+    struct backend *b = arg;
+    struct wharf_stream *s;
+    char buf[16];
+
+    TU_ASSERT_RC(wharf_accept(b->listener, &s), 0);
+    ck_assert_ptr_nonnull(s = wharf_buffered_new(s));
+    TU_ASSERT_RC(wharf_receive_exactly(s, buf, 4), 4);
+    ck_assert_int_eq(memcmp(buf, "ping", 4), 0);
+    TU_ASSERT_RC(wharf_send(s, "pong", 4), 0);
+    TU_ASSERT_RC(wharf_sleep(2.0), 0);
+    TU_ASSERT_RC(wharf_send(s, "push", 4), 0);
+    TU_ASSERT_RC(wharf_receive_exactly(s, buf, 2), 2);
+    ck_assert_int_eq(memcmp(buf, "go", 2), 0);
+    TU_ASSERT_RC(wharf_send(s, "later", 5), 0);
+    TU_ASSERT_RC(wharf_send_eof(s), 0);
+    TU_ASSERT_RC(wharf_receive(s, buf, sizeof(buf)), WHARF_EOF);
+    b->served = true;
+    wharf_free(s);
+    return 0;
+}
+
+/* Under a host that parks (wharfd), a connection idle both ways for
+ * FWD_PARK_AFTER holds no task frame at all: the handler parks, and a
+ * byte from either side resumes it; every byte flows, in order, through
+ * TLS (_i 1) or not. */
+static int t_idle_parks(void *arg)
+{
+    const char *const dns[] = { "front.test", NULL };
+    bool tls = *(const int *)arg;
+    struct backend b = { 0 };
+    struct conn c = { .front = FRONT_TCP };
+    struct park_host h = { .c = &c };
+    struct wharf_group *tg = wharf_group_open();
+    struct sched *s = sched_current();
+    struct tu_ca *ca = NULL;
+    struct tu_cert cert = { 0 };
+    char *rest = NULL;
+    size_t rest_len = 0;
+
+    backend_listen(&b);
+    c.instance = init_ok(options_for(&b, NULL));
+    if (tls) {
+        ck_assert_ptr_nonnull(ca = tu_ca_new("front CA", TU_KEY_EC));
+        ck_assert_int_eq(tu_cert_new(ca, "front.test", dns, TU_KEY_EC, -3600, 86400, 0, &cert),
+                         0);
+        ck_assert_ptr_nonnull(c.front_tls = tu_server_ctx(&cert, NULL));
+        ck_assert_ptr_nonnull(c.client_tls = tu_client_ctx(ca, NULL));
+    }
+    front_listen(&c);
+    TU_ASSERT_RC(wharf_group_spawn(tg, pushy_backend, &b), 0);
+    TU_ASSERT_RC(group_spawn_parkable(tg, park_host_task, &h), 0);
+    client_connect(&c);
+    ck_assert_ptr_nonnull(c.client = wharf_buffered_new(c.client));
+    TU_ASSERT_RC(wharf_send(c.client, "ping", 4), 0);
+    expect(c.client, "pong");
+    TU_ASSERT_RC(wharf_sleep(1.5), 0);
+    ck_assert_int_eq(h.parks, 1);
+    ck_assert_uint_eq(s->nparked, 1);
+    expect(c.client, "push");           /* the target's edge resumed it */
+    TU_ASSERT_RC(wharf_sleep(1.5), 0);
+    ck_assert_int_eq(h.parks, 2);
+    ck_assert_uint_eq(s->nparked, 1);
+    TU_ASSERT_RC(wharf_send(c.client, "go", 2), 0);    /* the client's edge */
+    expect(c.client, "later");
+    TU_ASSERT_RC(receive_all(c.client, &rest, &rest_len), 0);     /* the target's end */
+    ck_assert_uint_eq(rest_len, 0);
+    if (!tls)
+        TU_ASSERT_RC(wharf_send_eof(c.client), 0);
+    TU_ASSERT_RC(wharf_group_close(tg, 0), 0);
+    ck_assert(b.served);
+    TU_ASSERT_RC(c.handler_rc, 0);
+    ck_assert_uint_eq(s->nparked, 0);
+    ck_assert_int_eq(stat_of(c.instance, "bytes_up"), 6);
+    ck_assert_int_eq(stat_of(c.instance, "bytes_down"), 13);
+    fini(c.instance);
+    wharf_free(c.server);
+    wharf_free(c.client);
+    wharf_free(c.front_listener);
+    wharf_free(b.listener);
+    SSL_CTX_free(c.front_tls);
+    SSL_CTX_free(c.client_tls);
+    tu_cert_free(&cert);
+    tu_ca_free(ca);
+    free(rest);
+    return 0;
+}
+START_TEST(idle_parks) { TU_RUN(t_idle_parks, &_i); }
+END_TEST
+
 /* The client sends its request and its EOF: the target gets every byte,
  * then the EOF, and only then replies; the reply reaches the client, then
  * the target's EOF. */
@@ -1689,6 +1829,7 @@ static Suite *forward_suite(void)
     tc = area(s, "stream");
     tcase_add_test(tc, both_ways);
     tcase_add_test(tc, idle_one_task);
+    tcase_add_loop_test(tc, idle_parks, 0, 2);
     tcase_add_test(tc, client_half_close);
     tcase_add_test(tc, target_half_close);
     tcase_add_test(tc, empty);

@@ -377,7 +377,7 @@ static const struct bad bad_configs[] = {
     { "listeners = ( { name = \"a\"; tcp = \"127.0.0.1:1\";\n handler = {\n"
       "  plugin = \"wrong_abi\"; }; } );\n",
       "4: listeners.[0].handler.plugin: plugin \"wrong_abi\" (@/wrong_abi.so) was built for "
-      "plugin API " "1.0; this wharfd provides 0.3: rebuild the plugin against wharf "
+      "plugin API " "1.0; this wharfd provides 0.4: rebuild the plugin against wharf "
       WHARF_VERSION "'s headers" },
     { "listeners = ( { name = \"a\"; tcp = \"127.0.0.1:1\";\n handler = \"no_descriptor\"; } );\n",
       "3: listeners.[0].handler: @/no_descriptor.so exports no wharf_plugin descriptor: not "
@@ -405,7 +405,7 @@ static const struct bad bad_configs[] = {
       "object file: No such file or directory\n"
       "7: listeners.[3].handler.greeting: must be a string\n"
       "9: listeners.[4].handler: plugin \"wrong_abi\" (@/wrong_abi.so) was built for plugin "
-      "API 1.0; this wharfd provides 0.3: rebuild the plugin against wharf " WHARF_VERSION
+      "API 1.0; this wharfd provides 0.4: rebuild the plugin against wharf " WHARF_VERSION
       "'s headers" },
 };
 
@@ -432,9 +432,9 @@ START_TEST(bad_config)
     struct good_view g = hold_good();
     const char *want = expand(b->want), *got;
 
-    /* the tables spell out API 1.0 and 0.3 for readability */
+    /* the tables spell out API 1.0 and 0.4 for readability */
     ck_assert_int_eq(WHARF_API_MAJOR, 0);
-    ck_assert_int_eq(WHARF_API_MINOR, 3);
+    ck_assert_int_eq(WHARF_API_MINOR, 4);
     got = load_errors(b->body);
     ck_assert_msg(strcmp(got, want) == 0, "config %d:\n%s\ngot:\n%s\nwant:\n%s", _i, b->body,
                   got, want);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "testutil.h"
@@ -498,6 +499,142 @@ START_TEST(stack_canary_is_checked)
 }
 END_TEST
 
+/* ---- parking ------------------------------------------------------------------ */
+
+struct parker {
+    struct wharf_stream *a, *b;     /* a socket pair: the task parks on a */
+    double deadline;                /* the park's (WHARF_FOREVER: none) */
+    int runs;                       /* how often its function started */
+    int last_rc;                    /* what its last run's first call said */
+    char got[8];
+    struct task *task;
+};
+
+/* The first run parks on p->a; the second reads what woke it (or sees the
+ * cancellation, or the deadline: nothing to read) and ends. */
+static int parker_run(void *arg)
+{
+    struct parker *p = arg;
+    int (*cont)(void *) = NULL;
+    void *cont_arg = NULL;
+    char marker[256];
+
+    p->task = task_current();
+    memset(marker, 0x33, sizeof(marker));        /* frames that must not matter */
+    __asm__ volatile("" : : "r"(marker) : "memory");
+    if (p->runs++ > 0) {
+        p->last_rc = wharf_checkpoint_if_cancelled();
+        if (p->last_rc == 0 && wharf_clock() < p->deadline)
+            p->last_rc = (int)wharf_receive(p->a, p->got, sizeof(p->got) - 1);
+        return 0;
+    }
+    ck_assert(wharf_parkable());
+    /* nothing to read (and the socket knows it: an EAGAIN since its last
+     * edge), so a wake can be armed */
+    TU_ASSERT_RC(wharf_receive_nowait(p->a, p->got, sizeof(p->got)), WHARF_EWOULDBLOCK);
+    TU_ASSERT_RC(wharf_park_on(p->a), 0);
+    TU_ASSERT_RC(wharf_park(parker_run, p), WHARF_PARKED);
+    /* the host's part (wharfd's conn.c): take the handler's continuation
+     * and park the task with it */
+    ck_assert(task_take_continuation(&cont, &cont_arg));
+    ck_assert(cont == parker_run && cont_arg == p);
+    TU_ASSERT_RC(task_park(cont, cont_arg, p->deadline), 0);
+    return 0;
+}
+
+static void parker_open(struct parker *p, double deadline)
+{
+    int fds[2];
+
+    memset(p, 0, sizeof(*p));
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+    TU_ASSERT_RC(wharf_socket_stream_from_fd(fds[0], &p->a), 0);
+    TU_ASSERT_RC(wharf_socket_stream_from_fd(fds[1], &p->b), 0);
+    p->deadline = deadline;
+}
+
+static void parker_close(struct parker *p)
+{
+    wharf_free(p->a);
+    wharf_free(p->b);
+}
+
+/* A parked task has no frame: it is counted, holds no stack page after a
+ * trim tick, and a read edge runs its function afresh, which reads. */
+static int park_main(void *arg)
+{
+    struct wharf_group *g = wharf_group_open();
+    struct sched *s = sched_current();
+    struct parker p;
+
+    (void)arg;
+    /* a task that cannot park is told so, and arms nothing */
+    ck_assert(!wharf_parkable());
+    parker_open(&p, WHARF_FOREVER);
+    TU_ASSERT_RC(wharf_park_on(p.a), WHARF_ENOTSUP);
+    TU_ASSERT_RC(wharf_park(parker_run, &p), WHARF_ENOTSUP);
+    TU_ASSERT_RC(group_spawn_parkable(g, parker_run, &p), 0);
+    TU_ASSERT_RC(wharf_sleep(0.6), 0);                 /* past a trim tick */
+    ck_assert_int_eq(p.runs, 1);
+    ck_assert_uint_eq(s->nparked, 1);
+    ck_assert_uint_eq(wharf_group_running(g), 1);     /* still its group's */
+#ifndef WHARF_CTX_UCONTEXT
+    ck_assert_uint_eq(resident_pages(p.task->stack.lo, p.task->stack.hi), 0);
+#endif
+    TU_ASSERT_RC(wharf_send(p.b, "wake", 4), 0);
+    TU_ASSERT_RC(wharf_group_close(g, 0), 0);
+    ck_assert_int_eq(p.runs, 2);
+    TU_ASSERT_RC(p.last_rc, 4);
+    ck_assert_str_eq(p.got, "wake");
+    ck_assert_uint_eq(s->nparked, 0);
+    parker_close(&p);
+    return 0;
+}
+
+START_TEST(parked_task_wakes_at_a_read_edge)
+{
+    TU_ASSERT_RC(wharf_run(park_main, NULL), 0);
+}
+END_TEST
+
+/* Its group's cancellation and its deadline wake a parked task too. */
+static int park_cancel_main(void *arg)
+{
+    struct wharf_group *g = wharf_group_open();
+    struct parker p, q;
+    double t0 = wharf_clock();
+
+    (void)arg;
+    parker_open(&p, WHARF_FOREVER);
+    parker_open(&q, t0 + 0.3);
+    TU_ASSERT_RC(group_spawn_parkable(g, parker_run, &p), 0);
+    TU_ASSERT_RC(group_spawn_parkable(g, parker_run, &q), 0);
+    TU_ASSERT_RC(wharf_sleep(0.1), 0);
+    ck_assert_uint_eq(sched_current()->nparked, 2);
+    TU_ASSERT_RC(wharf_sleep(0.4), 0);
+    /* the deadline ran q's function: not a cancellation, nothing read */
+    ck_assert_int_eq(q.runs, 2);
+    TU_ASSERT_RC(q.last_rc, 0);
+    ck_assert_int_eq(p.runs, 1);
+    wharf_group_cancel(g);
+    TU_ASSERT_RC(wharf_group_close(g, 0), 0);
+    ck_assert_int_eq(p.runs, 2);
+    TU_ASSERT_RC(p.last_rc, WHARF_ECANCELLED);
+    ck_assert_uint_eq(sched_current()->nparked, 0);
+    /* the wake p armed is gone with the park: an edge now calls nothing */
+    TU_ASSERT_RC(wharf_send(p.b, "late", 4), 0);
+    TU_ASSERT_RC(wharf_sleep(0.05), 0);
+    parker_close(&p);
+    parker_close(&q);
+    return 0;
+}
+
+START_TEST(parked_task_wakes_when_cancelled_or_at_its_deadline)
+{
+    TU_ASSERT_RC(wharf_run(park_cancel_main, NULL), 0);
+}
+END_TEST
+
 /* ---- error table ------------------------------------------------------------- */
 
 START_TEST(error_names_and_texts)
@@ -551,6 +688,8 @@ static Suite *suite(void)
     tcase_add_test(tc, idle_stacks_are_trimmed);
     tcase_add_test(tc, returning_inside_a_scope_is_reported);
     tcase_add_test(tc, returning_with_an_open_group_is_reported);
+    tcase_add_test(tc, parked_task_wakes_at_a_read_edge);
+    tcase_add_test(tc, parked_task_wakes_when_cancelled_or_at_its_deadline);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
