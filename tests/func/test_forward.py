@@ -401,6 +401,80 @@ class Failures(ForwardCase):
         self.assertEqual(b.results_wait()[0], b"hello?\n")
 
 
+# ---- idle connections park ---------------------------------------------------------------------
+
+class Parked(ForwardCase):
+    """Half a second without a byte either way, a connection's handler
+    parks: it keeps no task frame until either side sends. What a user
+    sees across a park: every byte, either side speaking first;
+    idle_timeout; shutdown."""
+
+    def ping(self, s):
+        s.sendall(b"ping")
+        self.assertEqual(wt.recv_exact(s, 4), b"pong")
+
+    def test_bytes_resume_either_way(self):
+        def serve(conn, backend):
+            got = wt.recv_exact(conn, 4)
+            conn.sendall(b"pong")
+            time.sleep(1.5)                         # parked by now
+            conn.sendall(b"push")                   # the target speaks first
+            got += wt.recv_exact(conn, 2, timeout=10)
+            conn.sendall(b"later")
+            return got + recv_until_eof(conn)
+        b = Backend(self, serve)
+        d = self.start([listener("fwd", "tcp", fwd(b.target), tls=self.tls_in())])
+        s = self.tls_connect(d, "fwd")
+        self.ping(s)
+        self.assertEqual(wt.recv_exact(s, 4, timeout=10), b"push")
+        time.sleep(1.5)                             # parked again
+        s.sendall(b"go")                            # the client speaks first
+        self.assertEqual(wt.recv_exact(s, 5), b"later")
+        s.sendall(b"bye")
+        s.close()
+        self.assertEqual(b.results_wait()[0], b"pinggobye")
+        self.assertRunning(d)
+
+    def test_idle_timeout_ends_a_parked_connection(self):
+        def serve(conn, backend):
+            wt.recv_exact(conn, 4)
+            conn.sendall(b"pong")
+            return recv_until_eof(conn)
+        b = Backend(self, serve)
+        d = self.start([listener("fwd", "tcp", fwd(b.target), tls=self.tls_in(),
+                                 idle_timeout=2.0)])
+        s = self.tls_connect(d, "fwd")
+        self.ping(s)
+        t0 = time.monotonic()
+        try:
+            self.assertEqual(wt.recv_all(s, timeout=10), b"")
+        except ssl.SSLEOFError as e:
+            self.fail("wharfd closed without close_notify (%s)" % e)
+        took = time.monotonic() - t0
+        self.assertGreater(took, 1.8)
+        self.assertLess(took, 6.0)
+        self.assertEqual(b.results_wait()[0], b"")  # the target sees the end
+
+    def test_shutdown_ends_parked_connections(self):
+        def serve(conn, backend):
+            wt.recv_exact(conn, 4)
+            conn.sendall(b"pong")
+            return recv_until_eof(conn)
+        b = Backend(self, serve)
+        d = self.start([listener("fwd", "tcp", fwd(b.target), tls=self.tls_in(),
+                                 drain_timeout=1.0)])
+        clients = [self.tls_connect(d, "fwd") for _ in range(10)]
+        for s in clients:
+            self.ping(s)
+        time.sleep(1.5)                             # all parked
+        t0 = time.monotonic()
+        self.assertEqual(d.stop(), 0)               # drained, then cancelled
+        self.assertLess(time.monotonic() - t0, 5.0)
+        for s in clients:
+            self.assertEqual(wt.recv_all(s, timeout=5, allow_reset=True), b"")
+        self.assertEqual(b.results_wait(10), [b""] * 10)
+
+
 # ---- the PROXY header --------------------------------------------------------------------------
 
 class SendProxy(ForwardCase):
