@@ -40,6 +40,12 @@
  * belong on the heap. A handler whose task is cancelled (idle_timeout,
  * reload, shutdown) sees WHARF_ECANCELLED from its next call and should
  * return it; that is not counted as an error.
+ *
+ * A stream handler whose connection sits idle can park instead of waiting
+ * on its stack (API 0.4, wharf/task.h: wharf_park_on, wharf_park): it
+ * returns WHARF_PARKED, and its continuation runs as the handler when a
+ * stream it named is readable, or when the connection is cancelled. The
+ * connection's idle_timeout runs on meanwhile.
  */
 #ifndef WHARF_PLUGIN_H
 #define WHARF_PLUGIN_H

@@ -30,9 +30,13 @@
  * A stream connection: connect (within connect_timeout), then two tasks
  * in a task group copy one direction each (the handler's task, host of
  * the group, and a child that ends after half a second without bytes from
- * the target: down_task) through a buffer each: receive into it and send from it, with
- * no other copy; 1 KiB on the task's stack while messages are small, 64 KiB
- * on the heap while data streams (pass_on). The end of stream
+ * the target: down_task) through a buffer each: receive into it and send
+ * from it, with no other copy; 1 KiB on the task's stack while messages
+ * are small, 64 KiB on the heap while data streams (pass_on). Once the
+ * child has ended and the client too has sent nothing for half a second,
+ * the handler parks (wharf_park, where the host can: wharfd): the
+ * connection then holds no task frame at all until either side sends,
+ * and fwd_resume copies on. The end of stream
  * on one side becomes a write EOF (wharf_send_eof) on the other, and the
  * connection ends when both directions have ended, or at once when either
  * side fails (the group cancels the other direction) and the failure is
