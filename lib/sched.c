@@ -475,7 +475,7 @@ void task_wake_cancel(struct task *t)
 /* ---- parking: waiting with no frame ------------------------------------ */
 
 /* A connection idle for minutes would otherwise hold its handler's stack
- * page (4 KiB, a quarter of an idle TLS connection) for nothing: its
+ * page (4 KiB, a fifth of an idle TLS connection) for nothing: its
  * handler returns instead, and its task waits parked: no frame, its
  * stack's pages given back at the next trim tick, its struct (on the heap
  * for that) still in its group and scopes, so that a cancellation or the
