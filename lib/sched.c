@@ -266,6 +266,7 @@ static void task_entry(void *arg)
         t->park_fn = NULL;
         if (!task_cancelled(t))
             task_park_now(t);           /* does not return */
+        park_withdraw(t);               /* as a wake would, before it runs */
         t->result = t->fn(t->arg);      /* cancelled: it sees that at once */
     }
     task_finish(t);
@@ -332,7 +333,14 @@ static void task_finish(struct task *t)
                 (unsigned long long)t->id);
         abort();
     }
-    park_withdraw(t);
+    /* Nor can the streams of wakes still armed: they may be freed, and a
+     * wake would then find the task gone. */
+    if (t->npark_on > 0) {
+        fprintf(stderr, "wharf: task %llu returned with %u wakes armed by wharf_park_on and "
+                "no park (withdraw them: wharf_park(NULL, NULL)); aborting\n",
+                (unsigned long long)t->id, t->npark_on);
+        abort();
+    }
     cancelled = task_cancelled(t);
     scope_exit(&t->root, t, 0);
     scope_detach_task(t);

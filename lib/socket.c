@@ -131,6 +131,10 @@ int sock_wait_fd(struct iowait *w, unsigned events)
         p.revents = 0;
         if (poll(&p, 1, 0) > 0)
             return 0;       /* POLLERR/POLLHUP count: the next call reports them */
+        /* nothing to read: what an EAGAIN says, and the wait registers
+         * (or is registered) for the edge of what comes next */
+        if (events & WHARF_READABLE)
+            w->rd_eagain = true;
         rc = iowait_wait(w, (short)(((events & WHARF_READABLE) ? EV_READ : 0) |
                                     ((events & WHARF_WRITABLE) ? EV_WRITE : 0)));
         if (rc < 0)

@@ -560,6 +560,10 @@ static int conn_serve(struct conn *c, struct wharf_stream *s, bool resumed)
         wharf_scope_exit(&idle, 0);
         return 0;
     }
+    /* no park: wakes the handler armed (wharf_park_on) go before its
+     * streams do */
+    wharf_park(NULL, NULL);
+    task_take_continuation(&c->c_cont, &c->c_cont_arg);
     if (rc != WHARF_ECANCELLED)
         conn_linger(s);
     rc = wharf_scope_exit(&idle, rc);

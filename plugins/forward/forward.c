@@ -65,7 +65,8 @@
  * as wharfd's line for the error code.
  *
  * Stats (the stats hook): bytes_up (client to target), bytes_down,
- * connections (established to the target), connect_failures, and for UDP
+ * connections (established to the target), connect_failures, parked
+ * (connections whose handler is parked now), and for UDP
  * listeners udp_associations (opened), udp_associations_active and
  * udp_evictions. Relaxed atomics: handlers run on every worker.
  */
@@ -159,6 +160,7 @@ static const struct {
     { "udp_associations", offsetof(struct fwd, fwd_assoc_opened) },
     { "udp_associations_active", offsetof(struct fwd, fwd_assoc_active) },
     { "udp_evictions", offsetof(struct fwd, fwd_assoc_evicted) },
+    { "parked", offsetof(struct fwd, fwd_parked) },
 };
 
 static int fwd_stats(void *instance, json_t *out)
@@ -296,16 +298,18 @@ static int pass_on(struct direction *d, const char *buf, size_t n)
     return 0;
 }
 
-/* wharf_receive from the client, when the handler can park. Once the
- * target's direction holds no task (down->parked) and the client has been
- * silent for FWD_PARK_AFTER, says WHARF_PARKED: both are idle, the
- * handler parks. The receive runs in a scope that down_idle cancels when
- * it parks (a cancelled receive takes nothing), to look again. */
-static ssize_t up_receive(struct direction *d, void *buf, size_t cap)
+/* The client has sent nothing since the last receive drained it, and the
+ * handler can park: waits until it is readable. Once the target's
+ * direction holds no task (down->parked) and the client has been silent
+ * for FWD_PARK_AFTER, says WHARF_PARKED: both are idle, the handler
+ * parks. The wait runs in a scope that down_idle cancels when it parks,
+ * to look again; it is a wait and not the receive because a cancelled
+ * wait takes nothing, and a TLS receive may be writing (a KeyUpdate's
+ * answer) when cancelled, which breaks the stream. */
+static int up_wait(struct direction *d)
 {
     struct wharf_scope sc;
     double until;
-    ssize_t n;
     int rc;
 
     for (;;) {
@@ -315,22 +319,22 @@ static ssize_t up_receive(struct direction *d, void *buf, size_t cap)
         if ((rc = wharf_scope_enter(&sc, until, 0)) < 0)
             return rc;
         d->waiting = &sc;
-        n = wharf_receive(d->from, buf, cap);
+        rc = wharf_wait(d->from, WHARF_READABLE);
         d->waiting = NULL;
-        if (n != WHARF_ECANCELLED) {
-            wharf_scope_exit(&sc, 0);
-            return n;
-        }
-        if ((rc = wharf_scope_exit(&sc, (int)n)) < 0)
-            return rc;              /* an enclosing cancellation */
+        rc = wharf_scope_exit(&sc, rc);
+        if (rc < 0 || !wharf_scope_cancelled_caught(&sc))
+            return rc;              /* readable (or spuriously 0), or a failure */
     }
 }
 
 /* Client to target, on the handler's own task. WHARF_PARKED: both
- * directions are idle and the handler can park. */
+ * directions are idle and the handler can park. A receive that filled the
+ * buffer leaves more to read: the next one goes without the wait (and
+ * without its poll of a socket that had no EAGAIN since). */
 static int copy_up(struct direction *d, bool can_park)
 {
     char small[FWD_SMALL];          /* on the stack: in a page it holds anyway */
+    bool drained = true;
     ssize_t n;
     int rc;
 
@@ -339,9 +343,11 @@ static int copy_up(struct direction *d, bool can_park)
         char *buf = d->big ? d->big : small;
         size_t cap = d->big ? FWD_BUF : FWD_SMALL;
 
-        n = can_park ? up_receive(d, buf, cap) : wharf_receive(d->from, buf, cap);
-        if (n <= 0)
+        if (can_park && drained && (rc = up_wait(d)) != 0)
+            return rc;
+        if ((n = wharf_receive(d->from, buf, cap)) <= 0)
             break;
+        drained = (size_t)n < cap;
         if (can_park)
             d->last = wharf_clock();
         if ((rc = pass_on(d, buf, (size_t)n)) < 0)
@@ -494,8 +500,10 @@ static int park(struct fwd_conn *fc)
 {
     int rc = wharf_park_on(fc->fc_client);
 
-    if (rc == 0 && (rc = wharf_park_on(fc->fc_target)) == 0)
+    if (rc == 0 && (rc = wharf_park_on(fc->fc_target)) == 0) {
+        fwd_count(&fc->fc_f->fwd_parked, 1);
         return wharf_park(fwd_resume, fc);
+    }
     wharf_park(NULL, NULL);         /* withdraws what was armed */
     if (rc != 1)
         fc->fc_can_park = false;    /* a stream that cannot tell */
@@ -519,7 +527,10 @@ static int fwd_run(struct fwd_conn *fc)
  * call says WHARF_ECANCELLED) idle_timeout, a reload's drain, shutdown. */
 static int fwd_resume(void *arg)
 {
-    return fwd_run(arg);
+    struct fwd_conn *fc = arg;
+
+    atomic_fetch_sub_explicit(&fc->fc_f->fwd_parked, 1, memory_order_relaxed);
+    return fwd_run(fc);
 }
 
 static int fwd_serve(void *instance, struct wharf_stream *client)

@@ -49,6 +49,7 @@ struct fwd {
     atomic_ullong fwd_assoc_opened;     /* UDP associations */
     atomic_ullong fwd_assoc_evicted;    /* closed to make room for a new one */
     atomic_ullong fwd_assoc_active;
+    atomic_ullong fwd_parked;           /* connections whose handler is parked now */
 };
 
 static inline void fwd_count(atomic_ullong *c, unsigned long long n)

@@ -274,6 +274,13 @@ class ForwardCase(wt.TestCase):
         ctx.load_cert_chain(self.back.cert, self.back.key)
         return ctx
 
+    def stats(self, d):
+        s = self.connect(d, "stats")
+        s.sendall(b"GET /stats HTTP/1.0\r\n\r\n")
+        head, _, body = wt.recv_all(s).partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1."), head)
+        return json.loads(body)
+
     def closed_soon(self, d, name, what):
         """A client whose connection wharfd closes without a byte; returns
         the seconds it took."""
@@ -413,21 +420,39 @@ class Parked(ForwardCase):
         s.sendall(b"ping")
         self.assertEqual(wt.recv_exact(s, 4), b"pong")
 
+    def start_fwd(self, b, **settings):
+        return self.start([listener("fwd", "tcp", fwd(b.target), tls=self.tls_in(), **settings),
+                           listener("stats", "tcp", "stats")])
+
+    def expect_parked(self, d, n, timeout=3.0):
+        """Waits until plugins.forward.parked says n."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.stats(d).get("plugins", {}).get("forward", {}).get("parked")
+            if got == n or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(got, n, "plugins.forward.parked")
+
     def test_bytes_resume_either_way(self):
+        pushed = threading.Event()
+
         def serve(conn, backend):
             got = wt.recv_exact(conn, 4)
             conn.sendall(b"pong")
-            time.sleep(1.5)                         # parked by now
+            pushed.wait(10)
             conn.sendall(b"push")                   # the target speaks first
             got += wt.recv_exact(conn, 2, timeout=10)
             conn.sendall(b"later")
             return got + recv_until_eof(conn)
         b = Backend(self, serve)
-        d = self.start([listener("fwd", "tcp", fwd(b.target), tls=self.tls_in())])
+        d = self.start_fwd(b)
         s = self.tls_connect(d, "fwd")
         self.ping(s)
+        self.expect_parked(d, 1)
+        pushed.set()
         self.assertEqual(wt.recv_exact(s, 4, timeout=10), b"push")
-        time.sleep(1.5)                             # parked again
+        self.expect_parked(d, 1)                    # parked again
         s.sendall(b"go")                            # the client speaks first
         self.assertEqual(wt.recv_exact(s, 5), b"later")
         s.sendall(b"bye")
@@ -441,11 +466,11 @@ class Parked(ForwardCase):
             conn.sendall(b"pong")
             return recv_until_eof(conn)
         b = Backend(self, serve)
-        d = self.start([listener("fwd", "tcp", fwd(b.target), tls=self.tls_in(),
-                                 idle_timeout=2.0)])
+        d = self.start_fwd(b, idle_timeout=2.0)
         s = self.tls_connect(d, "fwd")
         self.ping(s)
         t0 = time.monotonic()
+        self.expect_parked(d, 1)
         try:
             self.assertEqual(wt.recv_all(s, timeout=10), b"")
         except ssl.SSLEOFError as e:
@@ -461,12 +486,11 @@ class Parked(ForwardCase):
             conn.sendall(b"pong")
             return recv_until_eof(conn)
         b = Backend(self, serve)
-        d = self.start([listener("fwd", "tcp", fwd(b.target), tls=self.tls_in(),
-                                 drain_timeout=1.0)])
+        d = self.start_fwd(b, drain_timeout=1.0)
         clients = [self.tls_connect(d, "fwd") for _ in range(10)]
         for s in clients:
             self.ping(s)
-        time.sleep(1.5)                             # all parked
+        self.expect_parked(d, 10)
         t0 = time.monotonic()
         self.assertEqual(d.stop(), 0)               # drained, then cancelled
         self.assertLess(time.monotonic() - t0, 5.0)
@@ -591,13 +615,6 @@ class Udp(ForwardCase):
 # ---- the stats hook ------------------------------------------------------------------------------------
 
 class StatsHook(ForwardCase):
-
-    def stats(self, d):
-        s = self.connect(d, "stats")
-        s.sendall(b"GET /stats HTTP/1.0\r\n\r\n")
-        head, _, body = wt.recv_all(s).partition(b"\r\n\r\n")
-        self.assertTrue(head.startswith(b"HTTP/1."), head)
-        return json.loads(body)
 
     def test_figures_in_stats(self):
         b = Backend(self, serve_reply_after_eof(b"0123456789"))

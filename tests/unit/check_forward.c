@@ -720,6 +720,7 @@ struct park_host {
     int (*cont)(void *arg);
     void *cont_arg;
     int parks;
+    struct task *task;
 };
 
 static int park_host_resume(void *arg);
@@ -750,6 +751,7 @@ static int park_host_task(void *arg)
     struct conn *c = h->c;
     struct wharf_stream *s;
 
+    h->task = task_current();
     TU_ASSERT_RC(wharf_accept(c->front_listener, &s), 0);
     if (c->front_tls)
         TU_ASSERT_RC(wharf_tls_wrap(s, c->front_tls, WHARF_TLS_SERVER, NULL, &s), 0);
@@ -771,7 +773,7 @@ static int pushy_backend(void *arg)
     TU_ASSERT_RC(wharf_receive_exactly(s, buf, 4), 4);
     ck_assert_int_eq(memcmp(buf, "ping", 4), 0);
     TU_ASSERT_RC(wharf_send(s, "pong", 4), 0);
-    TU_ASSERT_RC(wharf_sleep(2.0), 0);
+    TU_ASSERT_RC(wharf_sleep(3.0), 0);
     TU_ASSERT_RC(wharf_send(s, "push", 4), 0);
     TU_ASSERT_RC(wharf_receive_exactly(s, buf, 2), 2);
     ck_assert_int_eq(memcmp(buf, "go", 2), 0);
@@ -781,6 +783,25 @@ static int pushy_backend(void *arg)
     b->served = true;
     wharf_free(s);
     return 0;
+}
+
+/* Waits (2.5 s at most) until the host's task is parked and its stack's
+ * pages are given back (a trim tick after the park). */
+static void expect_parked(struct park_host *h, void *instance, int parks)
+{
+    double until = wharf_clock() + 2.5;
+    size_t resident = SIZE_MAX;
+
+    while (wharf_clock() < until) {
+        if (sched_current()->nparked == 1 &&
+            (resident = tu_resident_pages(h->task->stack.lo, h->task->stack.hi)) == 0)
+            break;
+        TU_ASSERT_RC(wharf_sleep(0.05), 0);
+    }
+    ck_assert_uint_eq(sched_current()->nparked, 1);
+    ck_assert_uint_eq(resident, 0);
+    ck_assert_int_eq(h->parks, parks);
+    ck_assert_int_eq(stat_of(instance, "parked"), 1);
 }
 
 /* Under a host that parks (wharfd), a connection idle both ways for
@@ -817,13 +838,9 @@ static int t_idle_parks(void *arg)
     ck_assert_ptr_nonnull(c.client = wharf_buffered_new(c.client));
     TU_ASSERT_RC(wharf_send(c.client, "ping", 4), 0);
     expect(c.client, "pong");
-    TU_ASSERT_RC(wharf_sleep(1.5), 0);
-    ck_assert_int_eq(h.parks, 1);
-    ck_assert_uint_eq(s->nparked, 1);
+    expect_parked(&h, c.instance, 1);
     expect(c.client, "push");           /* the target's edge resumed it */
-    TU_ASSERT_RC(wharf_sleep(1.5), 0);
-    ck_assert_int_eq(h.parks, 2);
-    ck_assert_uint_eq(s->nparked, 1);
+    expect_parked(&h, c.instance, 2);
     TU_ASSERT_RC(wharf_send(c.client, "go", 2), 0);    /* the client's edge */
     expect(c.client, "later");
     TU_ASSERT_RC(receive_all(c.client, &rest, &rest_len), 0);     /* the target's end */
@@ -834,6 +851,7 @@ static int t_idle_parks(void *arg)
     ck_assert(b.served);
     TU_ASSERT_RC(c.handler_rc, 0);
     ck_assert_uint_eq(s->nparked, 0);
+    ck_assert_int_eq(stat_of(c.instance, "parked"), 0);
     ck_assert_int_eq(stat_of(c.instance, "bytes_up"), 6);
     ck_assert_int_eq(stat_of(c.instance, "bytes_down"), 13);
     fini(c.instance);

@@ -3,11 +3,13 @@
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "testutil.h"
@@ -53,4 +55,16 @@ bool tu_ipv6_loopback_ok(int socktype)
     ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
     close(fd);
     return ok;
+}
+
+size_t tu_resident_pages(const char *lo, const char *hi)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE), n = (size_t)(hi - lo) / ps, count = 0;
+    unsigned char vec[64];
+
+    ck_assert_uint_le(n, sizeof(vec));
+    ck_assert_int_eq(mincore((void *)(uintptr_t)lo, n * ps, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        count += vec[i] & 1;
+    return count;
 }

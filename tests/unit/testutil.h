@@ -33,4 +33,8 @@ bool tu_ipv6_loopback_ok(int socktype);
 /* A temporary directory for the test (removed by the caller's cleanup). */
 const char *tu_tmpdir(void);
 
+/* How many pages of [lo, hi) (page-aligned, 64 pages at most) are in
+ * memory (mincore). */
+size_t tu_resident_pages(const char *lo, const char *hi);
+
 #endif /* WHARF_TESTUTIL_H */
