@@ -221,8 +221,11 @@ int wharf_set_stack_size(size_t bytes);
  * cancelled (idle_timeout, a reload's drain_timeout, shutdown: its first
  * call then says WHARF_ECANCELLED); the other wakes are withdrawn by then.
  * Its return is the handler's. Between wharf_park_on and returning
- * WHARF_PARKED nothing may suspend. wharfd's stream handlers can park;
- * elsewhere (a task of your own, the test kit) wharf_parkable() is false.
+ * WHARF_PARKED nothing may suspend; a handler that armed wakes and then
+ * does not park withdraws them (wharf_park(NULL, NULL); wharfd does it
+ * for a handler that returns anything else). wharfd's stream handlers
+ * can park; elsewhere (a task of your own, the test kit)
+ * wharf_parkable() is false.
  */
 
 /* Whether the calling task can park (its host resumes parked handlers). */
