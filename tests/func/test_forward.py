@@ -420,6 +420,14 @@ class Parked(ForwardCase):
         s.sendall(b"ping")
         self.assertEqual(wt.recv_exact(s, 4), b"pong")
 
+    @staticmethod
+    def serve_pong(conn, backend):
+        """The target: "pong" for "ping", then silence until the end;
+        returns what came after the ping."""
+        wt.recv_exact(conn, 4)
+        conn.sendall(b"pong")
+        return recv_until_eof(conn)
+
     def start_fwd(self, b, **settings):
         return self.start([listener("fwd", "tcp", fwd(b.target), tls=self.tls_in(), **settings),
                            listener("stats", "tcp", "stats")])
@@ -461,11 +469,7 @@ class Parked(ForwardCase):
         self.assertRunning(d)
 
     def test_idle_timeout_ends_a_parked_connection(self):
-        def serve(conn, backend):
-            wt.recv_exact(conn, 4)
-            conn.sendall(b"pong")
-            return recv_until_eof(conn)
-        b = Backend(self, serve)
+        b = Backend(self, self.serve_pong)
         d = self.start_fwd(b, idle_timeout=2.0)
         s = self.tls_connect(d, "fwd")
         self.ping(s)
@@ -481,11 +485,7 @@ class Parked(ForwardCase):
         self.assertEqual(b.results_wait()[0], b"")  # the target sees the end
 
     def test_shutdown_ends_parked_connections(self):
-        def serve(conn, backend):
-            wt.recv_exact(conn, 4)
-            conn.sendall(b"pong")
-            return recv_until_eof(conn)
-        b = Backend(self, serve)
+        b = Backend(self, self.serve_pong)
         d = self.start_fwd(b, drain_timeout=1.0)
         clients = [self.tls_connect(d, "fwd") for _ in range(10)]
         for s in clients:
