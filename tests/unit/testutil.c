@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,20 +26,41 @@ int tu_run_suite(Suite *s)
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+static char tmpdir[256];
+static pid_t tmpdir_owner;
+
+static int tmpdir_remove_one(const char *path, const struct stat *st, int flag,
+                             struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Check runs each test in a child of its own, which makes its own
+ * directory; the process that made it removes it as it exits (a helper
+ * a test forks shares it and leaves it be), so a run leaves nothing in
+ * TMPDIR (only a test killed by a signal does). */
+static void tmpdir_remove(void)
+{
+    if (tmpdir[0] != '\0' && tmpdir_owner == getpid())
+        nftw(tmpdir, tmpdir_remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *tu_tmpdir(void)
 {
-    static char dir[256];
-
-    if (dir[0] == '\0') {
+    if (tmpdir[0] == '\0') {
         const char *base = getenv("TMPDIR");
+        int n = snprintf(tmpdir, sizeof(tmpdir), "%s/wharf-test-XXXXXX", base ? base : "/tmp");
 
-        snprintf(dir, sizeof(dir), "%s/wharf-test-XXXXXX", base ? base : "/tmp");
-        if (!mkdtemp(dir)) {
+        if (n < 0 || (size_t)n >= sizeof(tmpdir) || !mkdtemp(tmpdir)) {
             perror("mkdtemp");
             abort();
         }
+        tmpdir_owner = getpid();
+        atexit(tmpdir_remove);
     }
-    return dir;
+    return tmpdir;
 }
 
 bool tu_ipv6_loopback_ok(int socktype)
