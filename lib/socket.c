@@ -30,6 +30,7 @@ struct sock {
     bool sk_eof;                    /* the peer finished: EOF from now on */
     bool sk_broken;                 /* a reset was seen: a later 0 is no EOF */
     bool sk_wrshut;                 /* send_eof was called */
+    bool sk_nodelay;                /* TCP listener: its sockets inherit TCP_NODELAY */
     socklen_t sk_peerlen;
     /* streams: the remote address, as long as it is (an IPv4 peer: 16
      * bytes, not a sockaddr_storage's 128; one per idle connection twice) */
@@ -213,6 +214,11 @@ static struct sock *sock_new(int fd, int family, bool listener, const struct add
     wharf_stream_init(&k->sk_base, ops, NULL);
     k->sk_fd = fd;
     k->sk_family = family;
+    /* Linux copies TCP_NODELAY from a listener to the sockets it accepts:
+     * set once here (a listener from_fd may lack it), it saves a
+     * setsockopt per connection */
+    if (listener && family != AF_UNIX)
+        k->sk_nodelay = sock_setopt(fd, IPPROTO_TCP, TCP_NODELAY, 1) == 0;
     iowait_init(&k->sk_iow, fd);
     return k;
 }
@@ -491,7 +497,7 @@ static int sock_accept(struct wharf_stream *s, struct wharf_stream **out)
     }
     /* a failure here concerns this connection only (reset already?): its
      * first receive or send will tell */
-    if (k->sk_family != AF_UNIX)
+    if (k->sk_family != AF_UNIX && !k->sk_nodelay)
         sock_setopt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     return sock_wrap(fd, k->sk_family, false, &peer, out);
 }
@@ -529,8 +535,18 @@ static int sock_connect_one(const struct addr_one *a, const struct addr_one *loc
         return fd;
     if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0)
         return fd;
-    /* an interrupted connect goes on in the background, like one in progress */
-    rc = errno == EINPROGRESS || errno == EINTR ? sock_connect_wait(fd) : -errno;
+    /* an interrupted connect goes on in the background, like one in
+     * progress. On loopback it has usually ended by now: a second connect
+     * says so in one call (0 or EISCONN: connected; EALREADY: still
+     * going; else why it failed), where poll and SO_ERROR take two. */
+    if (errno == EINPROGRESS || errno == EINTR) {
+        if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0 || errno == EISCONN)
+            return fd;
+        rc = errno == EALREADY || errno == EINPROGRESS || errno == EINTR
+             ? sock_connect_wait(fd) : -errno;
+    } else {
+        rc = -errno;
+    }
     if (rc == 0)
         return fd;
     close(fd);

@@ -1479,6 +1479,14 @@ static int t_listener_from_fd(void *arg)
     ck_assert(fd_nonblocking_cloexec(p.lfd));
     cfd = raw_client(l);
     TU_ASSERT_RC(wharf_accept(l, &s), 0);
+    if (kind != K_UNIX) {
+        /* the descriptor came without TCP_NODELAY; its connections have it */
+        int v = 0;
+        socklen_t vl = sizeof(v);
+
+        ck_assert_int_eq(getsockopt(fd_of(s), IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+        ck_assert_int_ne(v, 0);
+    }
     close(cfd);
     wharf_free(s);
     wharf_free(l);      /* closed the descriptor */
