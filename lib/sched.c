@@ -28,6 +28,7 @@
  * every message. */
 #define SCHED_SPIN 30e-6
 #define SCHED_SPIN_RECENT 1e-3
+#define SCHED_SPAWN_RETRY 0.1       /* a remote spawn without memory: again after */
 
 
 static __thread struct sched *sched_cur;
@@ -703,6 +704,47 @@ void sched_stop_remote(struct sched *s)
     pthread_mutex_unlock(&s->rq_mtx);
 }
 
+/* Starts the requests of list r in its order; those that find no memory
+ * go, in order, to the retry list, tried again at the next retry tick. */
+static void sched_spawn_list(struct sched *s, struct spawn_req *r)
+{
+    struct spawn_req *next, **tail = &s->spawn_retry;
+    bool failed = false;
+
+    while (*tail)
+        tail = &(*tail)->next;
+    for (; r; r = next) {
+        bool ours = !r->caller_owned;   /* a caller's may go with its task */
+
+        next = r->next;
+        if (!task_spawn(s, &s->root, r->fn, NULL, r->arg)) {
+            r->next = NULL;
+            *tail = r;
+            tail = &r->next;
+            failed = true;
+            continue;
+        }
+        if (ours)
+            free(r);
+    }
+    if (!failed) {
+        if (!s->spawn_retry)
+            s->spawn_retry_warned = false;      /* the next shortage is news */
+        return;
+    }
+    if (!s->spawn_retry_warned) {
+        fprintf(stderr, "wharf: cannot start a task: out of memory; trying again every "
+                        "%.1f s\n", SCHED_SPAWN_RETRY);
+        s->spawn_retry_warned = true;
+    }
+    if (!s->spawn_retry_armed) {
+        struct timeval tv = { 0, (long)(SCHED_SPAWN_RETRY * 1e6) };
+
+        if (evtimer_add(&s->spawn_retry_ev, &tv) == 0)
+            s->spawn_retry_armed = true;
+    }
+}
+
 static void sched_spawn_pending(struct sched *s, struct spawn_req *r)
 {
     struct spawn_req *prev = NULL, *next;
@@ -714,13 +756,28 @@ static void sched_spawn_pending(struct sched *s, struct spawn_req *r)
         prev = r;
         r = next;
     }
-    for (r = prev; r; r = next) {
-        bool ours = !r->caller_owned;   /* a caller's may go with its task */
+    sched_spawn_list(s, prev);
+}
 
+static void sched_spawn_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sched *s = arg;
+    struct spawn_req *r = s->spawn_retry;
+
+    (void)fd;
+    (void)what;
+    s->spawn_retry_armed = false;
+    s->spawn_retry = NULL;
+    sched_spawn_list(s, r);
+}
+
+static void spawn_req_list_free(struct spawn_req *r)
+{
+    struct spawn_req *next;
+
+    for (; r; r = next) {
         next = r->next;
-        if (!task_spawn(s, &s->root, r->fn, NULL, r->arg))
-            fprintf(stderr, "wharf: cannot spawn a task: out of memory\n");
-        if (ours)
+        if (!r->caller_owned)
             free(r);
     }
 }
@@ -970,6 +1027,7 @@ struct sched *sched_new(struct event_base *base)
     s->timer_at = WHARF_FOREVER;
     TAILQ_INIT(&s->idle);
     evtimer_assign(&s->trim_ev, s->base, trim_cb, s);
+    evtimer_assign(&s->spawn_retry_ev, s->base, sched_spawn_retry_cb, s);
     scope_init_root(&s->root, s);
     stack_cache_init(&s->stacks, WHARF_DEFAULT_STACK);
     sched_thread_stack(s);
@@ -987,8 +1045,6 @@ int sched_loop(struct sched *s)
 
 void sched_free(struct sched *s)
 {
-    struct spawn_req *r, *next;
-
     if (!s)
         return;
     if (s->timer_at < WHARF_FOREVER)
@@ -997,11 +1053,10 @@ void sched_free(struct sched *s)
     event_del(&s->rq_ev);
     if (s->trim_armed)
         evtimer_del(&s->trim_ev);
-    for (r = s->spawn_q; r; r = next) {
-        next = r->next;
-        if (!r->caller_owned)
-            free(r);
-    }
+    if (s->spawn_retry_armed)
+        evtimer_del(&s->spawn_retry_ev);
+    spawn_req_list_free(s->spawn_q);
+    spawn_req_list_free(s->spawn_retry);
     stack_cache_purge(&s->stacks);
     free(s->deadlines);
     free(s->rq);

@@ -172,6 +172,10 @@ struct sched {
     size_t rq_len, rq_cap, rq_spare_cap;
     struct event rq_ev;
     struct spawn_req *spawn_q;  /* top-level tasks asked for by other threads */
+    struct spawn_req *spawn_retry;      /* of those, the ones that found no memory */
+    struct event spawn_retry_ev;        /* ... tried again at this tick */
+    bool spawn_retry_armed;
+    bool spawn_retry_warned;            /* said so once, until they all started */
     bool stop_requested;        /* by another thread: cancel everything, leave */
     bool awake;                 /* in its run loop: checks rq before sleeping (rq_mtx) */
     double last_remote;         /* when the last wake from another thread came */
@@ -200,7 +204,11 @@ struct spawn_req {
     void *arg;
     bool caller_owned;          /* not freed by the scheduler */
 };
-/* From any thread: spawn a top-level task / cancel all and leave the loop. */
+/* From any thread: spawn a top-level task / cancel all and leave the loop.
+ * A request whose task finds no memory (a stack) is tried again every
+ * tenth of a second until it starts: its caller counts on fn
+ * running (a listener's worker, a reload's swap), and the scheduler's
+ * stop drops it. */
 int sched_spawn_remote(struct sched *s, wharf_task_fn fn, void *arg);
 /* The same with a request the caller allocated ahead (caller_owned set),
  * so that asking cannot fail; the request must live until fn runs. */

@@ -131,11 +131,6 @@ static char *tmp_path(const char *name)
     return path;
 }
 
-static void remove_tmpdir(void)
-{
-    rmdir(tu_tmpdir());
-}
-
 /* Bytes that do not repeat with any short period, to catch reordering. */
 static char *pattern(size_t len, unsigned seed)
 {
@@ -1829,7 +1824,6 @@ static TCase *area(Suite *s, const char *name)
 {
     TCase *tc = tcase_create(name);
 
-    tcase_add_checked_fixture(tc, NULL, remove_tmpdir);
     suite_add_tcase(s, tc);
     return tc;
 }

@@ -119,12 +119,6 @@ static void remove_file(const char *name)
     unlink(tmp_path(name, path, sizeof(path)));
 }
 
-/* Checked teardown (it runs in each test's child, after the test). */
-static void remove_tmpdir(void)
-{
-    rmdir(tu_tmpdir());
-}
-
 /* Bytes that do not repeat with any short period, to catch reordering. */
 static char *pattern(size_t len)
 {
@@ -648,7 +642,6 @@ static Suite *plugins_suite(void)
     Suite *s = suite_create("plugins");
     TCase *tc = tcase_create("plugins");
 
-    tcase_add_checked_fixture(tc, NULL, remove_tmpdir);
     tcase_add_test(tc, descriptors);
     tcase_add_test(tc, echo_options);
     tcase_add_test(tc, hello_options);

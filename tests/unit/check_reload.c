@@ -55,15 +55,6 @@ static void write_conf(const char *path, const char *const *names)
     ck_assert_int_eq(fclose(fp), 0);
 }
 
-static void remove_tmpdir(void)
-{
-    char cmd[512];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tu_tmpdir());
-    if (system(cmd) != 0)
-        fprintf(stderr, "check_reload: could not remove %s\n", tu_tmpdir());
-}
-
 /* A reload that would remove a listener cannot grow the draining list: it
  * fails and changes nothing (the kept listener keeps its generation, the
  * one to remove still runs, the old file still rules); the same reload
@@ -123,7 +114,6 @@ static Suite *reload_suite(void)
     Suite *s = suite_create("reload");
     TCase *tc = tcase_create("commit");
 
-    tcase_add_checked_fixture(tc, NULL, remove_tmpdir);
     tcase_add_test(tc, enomem_changes_nothing);
     suite_add_tcase(s, tc);
     return s;

@@ -11,8 +11,10 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -554,6 +556,58 @@ START_TEST(stop_during_exchange)
 }
 END_TEST
 
+/* ---- a spawn without memory ------------------------------------------------------ */
+
+void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+
+static int fail_stacks;                 /* task stacks cannot be mapped */
+
+void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    if ((flags & MAP_STACK) && __atomic_load_n(&fail_stacks, __ATOMIC_ACQUIRE)) {
+        errno = ENOMEM;
+        return MAP_FAILED;
+    }
+    return __real_mmap(addr, len, prot, flags, fd, off);
+}
+
+static int signal_task(void *arg)
+{
+    (void)arg;
+    done_signal();
+    return 0;
+}
+
+/* A task asked for from another thread while no stack can be had starts
+ * once one can (its caller counts on it: a listener's worker, a reload's
+ * swap), in the order asked; a worker stopped meanwhile drops the
+ * requests (ASan: nothing leaks). */
+START_TEST(spawn_without_memory_starts_later)
+{
+    struct worker *w = start_worker("test-nomem");
+    struct timespec pause = { 0, 350000000 };
+
+    __atomic_store_n(&fail_stacks, 1, __ATOMIC_RELEASE);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, NULL), 0);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, NULL), 0);
+    nanosleep(&pause, NULL);
+    ck_assert_int_eq(done_count, 0);
+    __atomic_store_n(&fail_stacks, 0, __ATOMIC_RELEASE);
+    ck_assert(done_wait(2, 5));
+    worker_stop(w);
+    /* a fresh worker: w keeps the two stacks for its next tasks */
+    w = start_worker("test-nomem2");
+    __atomic_store_n(&fail_stacks, 1, __ATOMIC_RELEASE);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, NULL), 0);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, NULL), 0);
+    nanosleep(&pause, NULL);
+    worker_stop(w);
+    ck_assert_int_eq(done_count, 2);
+    __atomic_store_n(&fail_stacks, 0, __ATOMIC_RELEASE);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("worker");
@@ -579,6 +633,11 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, stop_cancels_blocked_tasks);
     tcase_add_loop_test(tc, stop_during_exchange, 0, 2);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("memory");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, spawn_without_memory_starts_later);
     suite_add_tcase(s, tc);
     return s;
 }
