@@ -631,13 +631,15 @@ void conn_start(struct lworker *lw, struct wharf_stream *sock)
 
 /* ---- datagrams -------------------------------------------------------------- */
 
-int conn_datagrams(struct lworker *lw, struct wharf_stream *sock)
+int conn_datagrams(struct lworker *lw, struct wharf_stream *sock, const char **what)
 {
     struct wharf_stream *s = meter_new(sock, &meter_datagram_ops, lw->lw_ctr, NULL, 0);
     int rc = 0;
 
-    if (!s)
+    if (!s) {
+        *what = "cannot start the datagram handler";   /* it never ran */
         return -ENOMEM;
+    }
     ((struct meter *)s)->m_lw = lw;
     while (!lw->lw_stopping) {
         /* the handler keeps the generation it started with; a reload

@@ -465,7 +465,7 @@ int listener_run(void *arg)
         wharf_free(sock);
     } else if (l->lst_kind == CONF_UDP) {
         /* the datagram handler owns the socket; stopping cancels it */
-        rc = conn_datagrams(lw, sock);
+        rc = conn_datagrams(lw, sock, &what);
     } else {
         rc = accept_loop(lw, sock);
         wharf_free(sock);       /* this worker's socket: no more connections here */
@@ -475,8 +475,8 @@ int listener_run(void *arg)
     if (!lw->lw_stopping && wharf_checkpoint_if_cancelled() != WHARF_ECANCELLED)
         ended_on_its_own(lw, what, rc);
     else if (l->lst_kind == CONF_UDP && rc < 0 && rc != WHARF_ECANCELLED)
-        log_error("listener \"%s\" on worker %u: the datagram handler failed: %s",
-                  l->lst_name, lw->lw_index, wharf_strerror(rc));
+        log_error("listener \"%s\" on worker %u: %s: %s", l->lst_name, lw->lw_index,
+                  what ? what : "the datagram handler failed", wharf_strerror(rc));
     if (lw->lw_group) {
         wharf_group_close(lw->lw_group, 0);
         lw->lw_group = NULL;

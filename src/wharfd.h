@@ -443,9 +443,9 @@ void conn_start(struct lworker *lw, struct wharf_stream *sock);
 /* Runs the datagram handler of lw's listener on sock (owned) until the
  * listener stops or the handler returns on its own; a reload that changes
  * the listener restarts it with the new generation. Returns the handler's
- * last result (-ENOMEM: it could not start); a negative one other than
- * WHARF_ECANCELLED is counted in `errors`. */
-int conn_datagrams(struct lworker *lw, struct wharf_stream *sock);
+ * last result, a negative one other than WHARF_ECANCELLED counted in
+ * `errors`; or -ENOMEM with *what set to why the handler never ran. */
+int conn_datagrams(struct lworker *lw, struct wharf_stream *sock, const char **what);
 
 /* server.c --------------------------------------------------------------- */
 
