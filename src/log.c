@@ -172,6 +172,9 @@ static void emit(int level, const char *msg)
 }
 
 static void vlog(int level, const char *suffix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void vlog(int level, const char *suffix, const char *fmt, va_list ap)
 {
     char msg[1536];
     int n;
