@@ -704,20 +704,20 @@ void sched_stop_remote(struct sched *s)
     pthread_mutex_unlock(&s->rq_mtx);
 }
 
-/* Starts the requests of list r in its order; those that find no memory
- * go, in order, to the retry list, tried again at the next retry tick. */
+/* Starts the requests of list r in its order until one finds no memory:
+ * that one and the rest go, in order, to the retry list (empty on entry),
+ * tried again at the next retry tick. Order matters: a listener's stop
+ * must not start before its start. */
 static void sched_spawn_list(struct sched *s, struct spawn_req *r)
 {
     struct spawn_req *next, **tail = &s->spawn_retry;
     bool failed = false;
 
-    while (*tail)
-        tail = &(*tail)->next;
     for (; r; r = next) {
         bool ours = !r->caller_owned;   /* a caller's may go with its task */
 
         next = r->next;
-        if (!task_spawn(s, &s->root, r->fn, NULL, r->arg)) {
+        if (failed || !task_spawn(s, &s->root, r->fn, NULL, r->arg)) {
             r->next = NULL;
             *tail = r;
             tail = &r->next;
@@ -728,8 +728,7 @@ static void sched_spawn_list(struct sched *s, struct spawn_req *r)
             free(r);
     }
     if (!failed) {
-        if (!s->spawn_retry)
-            s->spawn_retry_warned = false;      /* the next shortage is news */
+        s->spawn_retry_warned = false;          /* the next shortage is news */
         return;
     }
     if (!s->spawn_retry_warned) {
@@ -747,7 +746,7 @@ static void sched_spawn_list(struct sched *s, struct spawn_req *r)
 
 static void sched_spawn_pending(struct sched *s, struct spawn_req *r)
 {
-    struct spawn_req *prev = NULL, *next;
+    struct spawn_req *prev = NULL, *next, **tail;
 
     /* the list was pushed LIFO: reverse it so tasks start in request order */
     while (r) {
@@ -756,7 +755,13 @@ static void sched_spawn_pending(struct sched *s, struct spawn_req *r)
         prev = r;
         r = next;
     }
-    sched_spawn_list(s, prev);
+    /* after those still waiting for memory */
+    for (tail = &s->spawn_retry; *tail; tail = &(*tail)->next)
+        ;
+    *tail = prev;
+    r = s->spawn_retry;
+    s->spawn_retry = NULL;
+    sched_spawn_list(s, r);
 }
 
 static void sched_spawn_retry_cb(evutil_socket_t fd, short what, void *arg)

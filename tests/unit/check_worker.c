@@ -562,49 +562,80 @@ void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 
 static int fail_stacks;                 /* task stacks cannot be mapped */
+static int fail_stacks_next;            /* ... the next so many cannot */
 
 void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    if ((flags & MAP_STACK) && __atomic_load_n(&fail_stacks, __ATOMIC_ACQUIRE)) {
+    if ((flags & MAP_STACK) && (__atomic_load_n(&fail_stacks, __ATOMIC_ACQUIRE) ||
+                                __atomic_fetch_sub(&fail_stacks_next, 1, __ATOMIC_ACQ_REL) > 0)) {
         errno = ENOMEM;
         return MAP_FAILED;
     }
     return __real_mmap(addr, len, prot, flags, fd, off);
 }
 
+static int started[8], nstarted;
+
 static int signal_task(void *arg)
 {
-    (void)arg;
+    pthread_mutex_lock(&done_mtx);
+    if (nstarted < 8)
+        started[nstarted++] = (int)(intptr_t)arg;
+    pthread_mutex_unlock(&done_mtx);
     done_signal();
     return 0;
 }
 
 /* A task asked for from another thread while no stack can be had starts
  * once one can (its caller counts on it: a listener's worker, a reload's
- * swap), in the order asked; a worker stopped meanwhile drops the
- * requests (ASan: nothing leaks). */
+ * swap), in the order asked, a request that came during the shortage
+ * included; a worker stopped meanwhile drops the requests (ASan: nothing
+ * leaks). */
 START_TEST(spawn_without_memory_starts_later)
 {
     struct worker *w = start_worker("test-nomem");
     struct timespec pause = { 0, 350000000 };
 
     __atomic_store_n(&fail_stacks, 1, __ATOMIC_RELEASE);
-    TU_ASSERT_RC(worker_spawn(w, signal_task, NULL), 0);
-    TU_ASSERT_RC(worker_spawn(w, signal_task, NULL), 0);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, (void *)1), 0);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, (void *)2), 0);
+    nanosleep(&pause, NULL);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, (void *)3), 0);
     nanosleep(&pause, NULL);
     ck_assert_int_eq(done_count, 0);
     __atomic_store_n(&fail_stacks, 0, __ATOMIC_RELEASE);
-    ck_assert(done_wait(2, 5));
+    ck_assert(done_wait(3, 5));
+    pthread_mutex_lock(&done_mtx);
+    ck_assert_int_eq(nstarted, 3);
+    ck_assert_int_eq(started[0], 1);
+    ck_assert_int_eq(started[1], 2);
+    ck_assert_int_eq(started[2], 3);
+    pthread_mutex_unlock(&done_mtx);
     worker_stop(w);
     /* a fresh worker: w keeps the two stacks for its next tasks */
     w = start_worker("test-nomem2");
     __atomic_store_n(&fail_stacks, 1, __ATOMIC_RELEASE);
-    TU_ASSERT_RC(worker_spawn(w, signal_task, NULL), 0);
-    TU_ASSERT_RC(worker_spawn(w, signal_task, NULL), 0);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, (void *)4), 0);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, (void *)5), 0);
     nanosleep(&pause, NULL);
     worker_stop(w);
-    ck_assert_int_eq(done_count, 2);
+    ck_assert_int_eq(done_count, 3);
     __atomic_store_n(&fail_stacks, 0, __ATOMIC_RELEASE);
+    /* memory back while two wait: the third, asked for now, starts after them */
+    w = start_worker("test-nomem3");
+    __atomic_store_n(&fail_stacks_next, 2, __ATOMIC_RELEASE);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, (void *)6), 0);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, (void *)7), 0);
+    TU_ASSERT_RC(worker_spawn(w, signal_task, (void *)8), 0);
+    ck_assert(done_wait(6, 5));
+    worker_stop(w);
+    __atomic_store_n(&fail_stacks_next, 0, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&done_mtx);
+    ck_assert_int_eq(nstarted, 6);
+    ck_assert_int_eq(started[3], 6);
+    ck_assert_int_eq(started[4], 7);
+    ck_assert_int_eq(started[5], 8);
+    pthread_mutex_unlock(&done_mtx);
 }
 END_TEST
 
