@@ -8,8 +8,11 @@
 #define WHARF_FUZZ_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <wharf/wharf.h>
+
+#define FZ_DEADLINE 5.0             /* per input: longer is a hang */
 
 struct fz {
     const uint8_t *data;
@@ -27,6 +30,22 @@ static inline int fz_send(struct wharf_stream *s, const struct fz *f)
             return rc;
     }
     return 0;
+}
+
+/* A conversation within FZ_DEADLINE: enter before it, end after it (a
+ * conversation that ran into the deadline aborts, naming who). */
+static inline void fz_bound(struct wharf_scope *sc)
+{
+    if (wharf_scope_enter(sc, wharf_clock() + FZ_DEADLINE, 0) < 0)
+        abort();
+}
+
+static inline void fz_bound_end(struct wharf_scope *sc, const char *who)
+{
+    if (wharf_scope_exit(sc, 0) < 0 || wharf_scope_cancelled_caught(sc)) {
+        fprintf(stderr, "%s: the conversation took over %.0f s\n", who, FZ_DEADLINE);
+        abort();
+    }
 }
 
 /* The libFuzzer entry: runs task(struct fz *) on each input. */

@@ -30,7 +30,6 @@
 #ifndef FUZZ_OPTIONS
 #define FUZZ_OPTIONS "{}"
 #endif
-#define FUZZ_DEADLINE 5.0
 
 static const struct wharf_plugin *plugin;
 static void *instance;
@@ -100,8 +99,7 @@ static int fz_task(void *arg)
     struct wharf_scope sc;
     int rc;
 
-    if (wharf_scope_enter(&sc, wharf_clock() + FUZZ_DEADLINE, 0) < 0)
-        abort();
+    fz_bound(&sc);
     if (wharf_testkit_open(plugin, instance, WHARF_UNBOUNDED, &sub) < 0 ||
         wharf_testkit_open(plugin, instance, WHARF_UNBOUNDED, &pub) < 0)
         abort();
@@ -118,10 +116,7 @@ static int fz_task(void *arg)
     wharf_send_eof(c);
     drain(c);
     wharf_testkit_close(sub);
-    if (wharf_scope_exit(&sc, 0) < 0 || wharf_scope_cancelled_caught(&sc)) {
-        fprintf(stderr, "fuzz_plugin: the conversation took over %.0f s\n", FUZZ_DEADLINE);
-        abort();
-    }
+    fz_bound_end(&sc, "fuzz_plugin");
     return 0;
 }
 

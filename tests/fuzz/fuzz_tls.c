@@ -25,7 +25,6 @@
 
 #include "fuzz.h"
 
-#define FUZZ_DEADLINE 5.0
 
 static SSL_CTX *server_ctx;
 
@@ -113,8 +112,8 @@ static int fz_task(void *arg)
     struct wharf_group *g;
     struct wharf_scope sc;
 
-    if (wharf_scope_enter(&sc, wharf_clock() + FUZZ_DEADLINE, 0) < 0 ||
-        wharf_memstream_pair(WHARF_UNBOUNDED, &a, &b) < 0 || !(g = wharf_group_open()))
+    fz_bound(&sc);
+    if (wharf_memstream_pair(WHARF_UNBOUNDED, &a, &b) < 0 || !(g = wharf_group_open()))
         abort();
     sd.s = b;
     sd.f = f;
@@ -124,10 +123,7 @@ static int fz_task(void *arg)
         wharf_send_eof(a);
     wharf_group_close(g, 0);
     wharf_free(a);
-    if (wharf_scope_exit(&sc, 0) < 0 || wharf_scope_cancelled_caught(&sc)) {
-        fprintf(stderr, "fuzz_tls: the conversation took over %.0f s\n", FUZZ_DEADLINE);
-        abort();
-    }
+    fz_bound_end(&sc, "fuzz_tls");
     return 0;
 }
 

@@ -586,6 +586,17 @@ static int signal_task(void *arg)
     return 0;
 }
 
+/* n tasks started so far, the last three with ids first, first + 1 and
+ * first + 2, in that order. */
+static void started_in_order(int n, int first)
+{
+    pthread_mutex_lock(&done_mtx);
+    ck_assert_int_eq(nstarted, n);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(started[n - 3 + i], first + i);
+    pthread_mutex_unlock(&done_mtx);
+}
+
 /* A task asked for from another thread while no stack can be had starts
  * once one can (its caller counts on it: a listener's worker, a reload's
  * swap), in the order asked, a request that came during the shortage
@@ -605,12 +616,7 @@ START_TEST(spawn_without_memory_starts_later)
     ck_assert_int_eq(done_count, 0);
     __atomic_store_n(&fail_stacks, 0, __ATOMIC_RELEASE);
     ck_assert(done_wait(3, 5));
-    pthread_mutex_lock(&done_mtx);
-    ck_assert_int_eq(nstarted, 3);
-    ck_assert_int_eq(started[0], 1);
-    ck_assert_int_eq(started[1], 2);
-    ck_assert_int_eq(started[2], 3);
-    pthread_mutex_unlock(&done_mtx);
+    started_in_order(3, 1);
     worker_stop(w);
     /* a fresh worker: w keeps the two stacks for its next tasks */
     w = start_worker("test-nomem2");
@@ -630,12 +636,7 @@ START_TEST(spawn_without_memory_starts_later)
     ck_assert(done_wait(6, 5));
     worker_stop(w);
     __atomic_store_n(&fail_stacks_next, 0, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&done_mtx);
-    ck_assert_int_eq(nstarted, 6);
-    ck_assert_int_eq(started[3], 6);
-    ck_assert_int_eq(started[4], 7);
-    ck_assert_int_eq(started[5], 8);
-    pthread_mutex_unlock(&done_mtx);
+    started_in_order(6, 6);
 }
 END_TEST
 
